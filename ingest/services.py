@@ -1,0 +1,285 @@
+"""Ingest-side state changes: accepting a photo, slot configuration, the ingest password."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO, Any
+
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+from PIL import Image, UnidentifiedImageError
+
+from ingest.image_types import HEIC, HEIF, SNIFF_BYTES, sniff_image_mime
+from ingest.models import IngestSettings, Slot, TemplateBinding, TemplateMedia
+from jobqueue import files
+from jobqueue.models import Job
+from jobqueue.services import JobConfiguration, StoredPayload, enqueue_job
+from photobooth.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from providers.base import SettingsInvalid
+from providers.registry import get_provider
+
+logger = logging.getLogger(__name__)
+
+FILE_FIELD = "fileToUpload"
+PASSWORD_FIELD = "password"
+
+
+# --- the ingest password -------------------------------------------------------------------------
+# Hashing a password with Django's default hasher costs hundreds of milliseconds of CPU, which
+# the booth would pay on every photo. A successful check is remembered for the stored hash in
+# use, keyed by a keyed digest of the candidate (never the password itself).
+_verified_candidates: dict[str, str] = {}
+
+
+def _candidate_digest(stored_hash: str, candidate: str) -> str:
+    return hmac.new(stored_hash.encode(), candidate.encode(), hashlib.sha256).hexdigest()
+
+
+def check_ingest_password(candidate: str) -> None:
+    """Nothing if `candidate` is the ingest password; Unauthorized otherwise (or if none is set)."""
+    stored_hash = IngestSettings.load().ingest_password_hash
+    if not stored_hash:
+        raise Unauthorized(
+            "No ingest password is configured: every upload is refused.",
+            code="ingest_password_not_configured",
+        )
+    digest = _candidate_digest(stored_hash, candidate)
+    if hmac.compare_digest(_verified_candidates.get(stored_hash, ""), digest):
+        return
+    if not candidate or not check_password(candidate, stored_hash):
+        raise Unauthorized("Wrong or missing password.", code="invalid_password")
+    _verified_candidates.clear()  # only the current password is worth remembering
+    _verified_candidates[stored_hash] = digest
+
+
+def set_ingest_password(*, password: str, changed_by: str) -> None:
+    """Store a new ingest password (as a hash); effective for the next upload."""
+    if not password:
+        raise BadRequest("The ingest password must not be empty.", code="empty_password")
+    with transaction.atomic():
+        row = IngestSettings.load()
+        row.ingest_password_hash = make_password(password)
+        row.ingest_password_updated_at = timezone.now()
+        row.ingest_password_updated_by = changed_by
+        row.save(
+            update_fields=[
+                "ingest_password_hash",
+                "ingest_password_updated_at",
+                "ingest_password_updated_by",
+                "updated_at",
+            ]
+        )
+    logger.info("ingest password changed", extra={"changed_by": changed_by})
+
+
+# --- slot configuration --------------------------------------------------------------------------
+def update_slot(
+    *,
+    slot_id: str,
+    provider_id: str,
+    operation_id: str,
+    settings: Mapping[str, Any],
+    is_active: bool,
+    name: str | None = None,
+) -> Slot:
+    """Validate and store a slot's configuration, keeping its template bindings in step.
+
+    Raises SettingsInvalid with per-field errors; an invalid slot is never saved.
+    """
+    provider = get_provider(provider_id)
+    operation = provider.operation(operation_id)
+    cleaned = operation.clean_settings(settings)
+    templates: dict[str, TemplateMedia] = {}
+    errors: dict[str, list[str]] = {}
+    for key in operation.template_keys():
+        if key not in cleaned:
+            continue
+        template = TemplateMedia.objects.filter(id=_as_uuid_text(cleaned[key])).first()
+        if template is None:
+            errors[key] = ["no template with this id"]
+        else:
+            templates[key] = template
+    if errors:
+        raise SettingsInvalid(errors)
+    with transaction.atomic():
+        slot = Slot.objects.select_for_update().get(id=slot_id)
+        slot.provider_id = provider_id
+        slot.operation_id = operation_id
+        slot.settings_json = cleaned
+        slot.is_active = is_active
+        if name is not None:
+            slot.name = name
+        slot.save()
+        slot.template_bindings.exclude(setting_key__in=templates).delete()
+        for key, template in templates.items():
+            TemplateBinding.objects.update_or_create(
+                slot=slot, setting_key=key, defaults={"template": template}
+            )
+    return slot
+
+
+def _as_uuid_text(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+def register_template(*, stream: IO[bytes], original_name: str) -> TemplateMedia:
+    """Store an uploaded template image after checking it really is a supported image."""
+    mime, width, height = _inspect_image(stream)
+    template = TemplateMedia(mime=mime, width=width, height=height, original_name=original_name[:255])
+    stored = files.store_stream(kind="templates", stem=str(template.id), mime=mime, stream=stream)
+    template.path, template.size, template.sha256 = stored.path, stored.size, stored.sha256
+    try:
+        template.save()
+    except Exception:
+        files.delete_quietly(stored.path)
+        raise
+    return template
+
+
+def job_configuration(slot: Slot) -> JobConfiguration:
+    """The snapshot a job takes of its slot: provider, operation, settings and template files."""
+    bindings = {b.setting_key: b.template for b in slot.template_bindings.select_related("template")}
+    return JobConfiguration(
+        slot_id=slot.id,
+        provider_id=slot.provider_id,
+        operation_id=slot.operation_id,
+        settings=dict(slot.settings_json),
+        template_refs={
+            key: {"path": template.path, "mime": template.mime, "id": str(template.id)}
+            for key, template in bindings.items()
+        },
+    )
+
+
+# --- accepting a photo ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IngestUpload:
+    """A parsed ingest request: the photo and the text fields that came with it."""
+
+    slot_id: str
+    password: str
+    photo: IO[bytes] | None
+    photo_size: int
+    photo_name: str
+    fields: Mapping[str, Any]
+    received_at: datetime
+
+
+def accept_photo(upload: IngestUpload, *, max_upload_bytes: int) -> Job:
+    """Check an ingest request, store the photo and queue its job. Raises PhotoboothError."""
+    if upload.photo is None or upload.photo_size == 0:
+        raise BadRequest(
+            f"The photo is missing: send it in the '{FILE_FIELD}' field.",
+            code="missing_file",
+            details={"field": FILE_FIELD},
+        )
+    if not upload.password:
+        raise Unauthorized(
+            f"The '{PASSWORD_FIELD}' field is missing.", code="missing_password"
+        )
+    try:
+        check_ingest_password(upload.password)
+        slot = Slot.objects.filter(id=upload.slot_id, is_active=True).first()
+        settings_row = IngestSettings.load()
+    except DatabaseError as error:
+        raise ServiceUnavailable("The database is unavailable.", code="database_unavailable") from error
+    if slot is None:
+        raise NotFound(
+            f"No active slot '{upload.slot_id}'.",
+            code="slot_not_found",
+            details={"slot_id": upload.slot_id},
+        )
+    if upload.photo_size > max_upload_bytes:
+        raise PayloadTooLarge(
+            f"The photo is larger than {max_upload_bytes} bytes.",
+            details={"max_bytes": max_upload_bytes, "size": upload.photo_size},
+        )
+    mime, width, height = _inspect_image(upload.photo)
+    provider = get_provider(slot.provider_id)
+    if mime not in provider.accepted_mimes:
+        raise UnsupportedMediaType(
+            f"Provider '{provider.id}' does not accept {mime}.",
+            details={"mime": mime, "accepted": sorted(provider.accepted_mimes)},
+        )
+    configuration = job_configuration(slot)
+    job_id = uuid.uuid4()
+    stored = files.store_stream(kind="payloads", stem=str(job_id), mime=mime, stream=upload.photo)
+    integrity = _integrity(upload.fields.get("hash"), stored)
+    try:
+        job = enqueue_job(
+            job_id=job_id,
+            configuration=configuration,
+            payload=StoredPayload(path=stored.path, mime=mime, size=stored.size, sha256=stored.sha256),
+            metadata=upload.fields,
+            received_at=upload.received_at,
+            sync_response=timedelta(seconds=settings_row.sync_response_timeout_sec),
+            result_retention=timedelta(seconds=settings_row.result_retention_sec),
+            received_details={
+                "mime": mime,
+                "size": stored.size,
+                "width": width,
+                "height": height,
+                "integrity": integrity,
+            },
+        )
+    except DatabaseError as error:
+        files.delete_quietly(stored.path)
+        raise ServiceUnavailable("The database is unavailable.", code="database_unavailable") from error
+    except BaseException:
+        files.delete_quietly(stored.path)
+        raise
+    if integrity == "mismatch":
+        logger.warning(
+            "upload hash field does not match the file", extra={"job_id": str(job.id)}
+        )
+    return job
+
+
+def _inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
+    """(mime, width, height) decided from the bytes; BadRequest if it is not a supported image."""
+    stream.seek(0)
+    head = stream.read(SNIFF_BYTES)
+    stream.seek(0)
+    mime = sniff_image_mime(head)
+    if mime is None:
+        raise BadRequest(
+            "The file is not a JPEG, PNG, WebP or HEIC image.", code="not_an_image"
+        )
+    if mime in (HEIC, HEIF):
+        return mime, 0, 0  # Pillow cannot read HEIC; the provider decides whether it accepts it
+    try:
+        with Image.open(stream) as image:
+            width, height = image.size
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise BadRequest("The image is damaged or unreadable.", code="invalid_image") from error
+    finally:
+        stream.seek(0)
+    return mime, width, height
+
+
+def _integrity(declared: Any, stored: files.StoredFile) -> str:
+    """'verified' when the booth's `hash` field is the file's SHA-1 or SHA-256, else why not."""
+    if not isinstance(declared, str) or not declared:
+        return "absent"
+    declared = declared.strip().lower()
+    if hmac.compare_digest(declared, stored.sha1) or hmac.compare_digest(declared, stored.sha256):
+        return "verified"
+    return "mismatch"

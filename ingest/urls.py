@@ -1,0 +1,9 @@
+from django.urls import path
+
+from ingest import views
+
+urlpatterns = [
+    path("ingest/<str:slot_id>", views.ingest, name="ingest"),
+    path("public/results/<uuid:job_id>", views.public_result, name="public-result"),
+    path("public/media/<uuid:media_id>", views.public_media, name="public-media"),
+]

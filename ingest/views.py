@@ -1,0 +1,179 @@
+"""POST /ingest/<slot_id> and the public result and media downloads."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from ingest.services import FILE_FIELD, PASSWORD_FIELD, IngestUpload, accept_photo
+from jobqueue import files
+from jobqueue.models import FailureReason, Job, MediaObject
+from jobqueue.services import finalize_expired
+from jobqueue.waiter import waiter_for_this_loop
+from photobooth.body_guard import RECEIVED_AT_SCOPE_KEY
+from photobooth.errors import (
+    BadRequest,
+    DeadlineReached,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    PhotoboothError,
+    ServiceUnavailable,
+    error_response,
+)
+
+logger = logging.getLogger(__name__)
+
+class ProviderFailed(PhotoboothError):
+    status, code, message = 502, "provider_error", "The AI provider could not process the photo."
+
+
+@csrf_exempt
+@require_POST
+async def ingest(request: HttpRequest, slot_id: str) -> HttpResponse:
+    """Accept a photo, queue its job and answer with the result, or an error, by the deadline."""
+    try:
+        job = await sync_to_async(_accept)(request, slot_id)
+    except PhotoboothError as error:
+        logger.info(
+            "ingest refused",
+            extra={"slot_id": slot_id, "status": error.status, "code": error.code},
+        )
+        return error_response(error)
+    waiter = waiter_for_this_loop()
+    while True:
+        remaining = (job.expires_at - timezone.now()).total_seconds()
+        if await waiter.wait(job.id, timeout=remaining):
+            break
+        if await sync_to_async(finalize_expired)(job=job, finalized_by="ingest"):
+            break
+        # Not finalized and not yet expired by the database's reckoning (timer granularity):
+        # wait the small remainder; a job finalized meanwhile is picked up by the next check.
+        if (job.expires_at - timezone.now()).total_seconds() <= 0:
+            break
+    return await sync_to_async(_answer)(job.id)
+
+
+def _accept(request: HttpRequest, slot_id: str) -> Job:
+    upload = _parse(request, slot_id)
+    try:
+        return accept_photo(upload, max_upload_bytes=settings.INGEST_MAX_UPLOAD_BYTES)
+    finally:
+        if upload.photo is not None:
+            upload.photo.close()
+
+
+def _parse(request: HttpRequest, slot_id: str) -> IngestUpload:
+    received_at = _received_at(request)
+    if not request.content_type.startswith("multipart/form-data"):
+        raise BadRequest(
+            "Send the photo as multipart/form-data.",
+            code="expected_multipart",
+            details={"content_type": request.content_type},
+        )
+    try:
+        post, uploaded = request.POST, request.FILES
+    except RequestDataTooBig as error:
+        raise PayloadTooLarge("The form fields are too large.") from error
+    except (MultiPartParserError, SuspiciousOperation) as error:
+        raise BadRequest("The multipart body is malformed.", code="malformed_multipart") from error
+    photo = uploaded.get(FILE_FIELD)
+    fields = {}
+    for key in post:
+        if key == PASSWORD_FIELD:
+            continue
+        values = post.getlist(key)
+        fields[key] = values[0] if len(values) == 1 else values
+    return IngestUpload(
+        slot_id=slot_id,
+        password=post.get(PASSWORD_FIELD, ""),
+        photo=photo,
+        photo_size=photo.size if photo is not None else 0,
+        photo_name=photo.name if photo is not None else "",
+        fields=fields,
+        received_at=received_at,
+    )
+
+
+def _received_at(request: HttpRequest) -> datetime:
+    # The ASGI layer notes when the request's headers arrived, so the deadline also covers the
+    # upload itself; without it (tests, WSGI) the view's start is used.
+    scope = getattr(request, "scope", None) or {}
+    started = scope.get(RECEIVED_AT_SCOPE_KEY)
+    if started is None:
+        return timezone.now()
+    return datetime.fromtimestamp(started, tz=dt_timezone.utc)
+
+
+def _answer(job_id: uuid.UUID) -> HttpResponse:
+    try:
+        job = Job.objects.get(id=job_id)
+    except DatabaseError:
+        logger.exception("could not read a finished job", extra={"job_id": str(job_id)})
+        return error_response(
+            ServiceUnavailable("The database is unavailable.", code="database_unavailable")
+        )
+    if job.succeeded and files.exists(job.result_path):
+        # The booth needs the whole image anyway; one buffer gives it a Content-Length.
+        response = HttpResponse(files.read_bytes(job.result_path), content_type=job.result_mime)
+        response["Cache-Control"] = "no-store"
+        response["X-Job-Id"] = str(job.id)
+        return response
+    if job.failure_reason == FailureReason.TIMEOUT or not job.is_finalized:
+        error: PhotoboothError = DeadlineReached(
+            "The photo was not processed in time.",
+            details={"job_id": str(job.id), "expires_at": job.expires_at.isoformat()},
+        )
+    elif job.failure_reason == FailureReason.PROVIDER_ERROR:
+        error = ProviderFailed(details={"job_id": str(job.id)})
+    else:
+        error = PhotoboothError(details={"job_id": str(job.id)})
+    response = error_response(error)
+    response["X-Job-Id"] = str(job.id)
+    return response
+
+
+@require_GET
+def public_result(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """A finished job's result for guests: attachment until retention ends, then 410."""
+    job = Job.objects.filter(id=job_id, is_finalized=True, failure_reason__isnull=True).first()
+    if job is None:
+        return error_response(NotFound("No result with this id.", code="result_not_found"))
+    if job.result_expires_at is None or job.result_expires_at <= timezone.now():
+        return error_response(Gone("This photo has expired.", code="result_expired"))
+    if not files.exists(job.result_path):
+        return error_response(Gone("This photo has expired.", code="result_expired"))
+    extension = files.EXTENSIONS.get(job.result_mime, "bin")
+    response = FileResponse(
+        files.open_file(job.result_path),
+        content_type=job.result_mime,
+        as_attachment=True,
+        filename=f"photo-{job.id}.{extension}",
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_GET
+def public_media(request: HttpRequest, media_id: uuid.UUID) -> HttpResponse:
+    """A temporary media file for providers: 200 until it expires, then 410."""
+    media = MediaObject.objects.filter(id=media_id).first()
+    if media is None:
+        return error_response(NotFound("No media with this id.", code="media_not_found"))
+    if media.expires_at <= timezone.now() or not files.exists(media.path):
+        return error_response(Gone("This link has expired.", code="media_expired"))
+    response = FileResponse(files.open_file(media.path), content_type=media.mime)
+    response["Cache-Control"] = "no-store"
+    return response

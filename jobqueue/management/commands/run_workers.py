@@ -1,0 +1,49 @@
+"""`python manage.py run_workers`: run the job workers until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from jobqueue.worker import Worker
+
+
+class Command(BaseCommand):
+    help = "Run the job workers. SIGTERM/SIGINT: stop taking jobs and finish the running ones."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=settings.WORKER_CONCURRENCY,
+            help="Jobs run at once by this process (default: WORKER_CONCURRENCY, 4).",
+        )
+        parser.add_argument("--worker-id", default=None, help="Name shown in logs and job rows.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        worker = Worker(concurrency=options["concurrency"], worker_id=options["worker_id"])
+        signals_seen = 0
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            nonlocal signals_seen
+            signals_seen += 1
+            if signals_seen > 1:
+                # A second signal: the operator wants out now.
+                sys.stderr.write("second signal, exiting at once\n")
+                os._exit(1)
+            sys.stderr.write("stopping: finishing jobs in flight (signal again to quit now)\n")
+            worker.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.stdout.write(
+            f"workers running: id={worker.worker_id} concurrency={worker.concurrency}"
+        )
+        self.stdout.flush()
+        worker.run_forever()

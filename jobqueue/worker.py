@@ -1,0 +1,233 @@
+"""The worker: takes jobs from the queue and runs them through their provider.
+
+A plain class, separate from the `run_workers` command that parses options and installs signal
+handlers. Jobs are claimed in one short transaction; provider calls run in a thread pool outside
+any transaction; each job is finalized in its own conditional update.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urljoin
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from jobqueue import deadlines, files, services
+from jobqueue.cleanup import run_cleanup
+from jobqueue.models import FailureReason, Job, MediaObject, ProcessingLog
+from providers.base import (
+    InputImage,
+    ProviderDeadlineExceeded,
+    ProviderError,
+    ProviderRequest,
+    ProviderResult,
+)
+from providers.registry import get_provider
+
+logger = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """Runs up to `concurrency` jobs at once until `stop()` is called."""
+
+    def __init__(self, *, concurrency: int, worker_id: str | None = None):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self.worker_id = worker_id or default_worker_id()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
+        self._in_flight: set[Future[None]] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._last_reap = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop taking new jobs; in-flight jobs run to their end."""
+        self._stopping.set()
+        self._wake.set()
+
+    def run_forever(self) -> None:
+        logger.info(
+            "worker started", extra={"worker_id": self.worker_id, "concurrency": self.concurrency}
+        )
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.run_once()
+                except Exception:  # keep serving: a database hiccup must not kill the worker
+                    logger.exception("worker loop error", extra={"worker_id": self.worker_id})
+                    close_old_connections()
+                    self._stopping.wait(1.0)
+                    continue
+                self._wake.wait(settings.WORKER_POLL_SECONDS)
+                self._wake.clear()
+        finally:
+            self._pool.shutdown(wait=True)
+            close_old_connections()
+            logger.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def run_once(self) -> int:
+        """Claim as many jobs as there are free slots and start them. Returns how many."""
+        self._reap_if_due()
+        with self._lock:
+            free = self.concurrency - len(self._in_flight)
+        if free <= 0 or self._stopping.is_set():
+            return 0
+        jobs = services.acquire_jobs(worker_id=self.worker_id, limit=free)
+        close_old_connections()
+        for job in jobs:
+            future = self._pool.submit(self._process_safely, job)
+            with self._lock:
+                self._in_flight.add(future)
+            future.add_done_callback(self._job_done)
+        return len(jobs)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job is in flight (tests and shutdown). True if idle in time."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                if not self._in_flight:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _job_done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
+        self._wake.set()  # a slot is free: look for the next job at once
+
+    def _reap_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_reap < settings.WORKER_REAP_SECONDS:
+            return
+        self._last_reap = now
+        run_cleanup(actor=f"reaper:{self.worker_id}")
+
+    # --- one job -----------------------------------------------------------------------------
+    def _process_safely(self, job: Job) -> None:
+        try:
+            process_job(job, worker_id=self.worker_id)
+        except Exception:
+            logger.exception("job processing crashed", extra={"job_id": str(job.id)})
+            try:
+                services.finalize_failure(
+                    job=job,
+                    lease_token=job.lease_token,
+                    reason=FailureReason.INTERNAL_ERROR,
+                    detail="internal error while processing",
+                )
+            except Exception:
+                logger.exception("could not finalize crashed job", extra={"job_id": str(job.id)})
+        finally:
+            close_old_connections()
+
+
+def process_job(job: Job, *, worker_id: str) -> None:
+    """Run one acquired job through its provider and finalize it."""
+    lease_token = job.lease_token
+    assert lease_token is not None, "process_job needs an acquired job"
+    provider = get_provider(job.provider_id)
+    request = ProviderRequest(
+        operation_id=job.operation_id,
+        settings=job.settings_snapshot,
+        photo=InputImage(data=files.read_bytes(job.payload_path), mime=job.payload_mime, name="photo"),
+        templates={
+            key: InputImage(data=files.read_bytes(ref["path"]), mime=ref["mime"], name=key)
+            for key, ref in job.template_refs.items()
+        },
+        deadline=job.expires_at,
+        publish_temporary=lambda image: publish_temporary_media(job=job, image=image),
+        record_event=lambda event, details: services.record_event(
+            job.id, ProcessingLog.Event.PROVIDER_EVENT, {"event": event, **details}
+        ),
+    )
+    started = time.monotonic()
+    try:
+        result = provider.run(request)
+    except ProviderDeadlineExceeded as error:
+        _log_provider_call(job, started, outcome="timeout", detail=error.message)
+        services.finalize_failure(
+            job=job, lease_token=lease_token, reason=FailureReason.TIMEOUT, detail=error.message
+        )
+        return
+    except ProviderError as error:
+        _log_provider_call(job, started, outcome="error", detail=error.message, code=error.code)
+        services.finalize_failure(
+            job=job,
+            lease_token=lease_token,
+            reason=FailureReason.PROVIDER_ERROR,
+            detail=f"{error.code}: {error.message}",
+        )
+        return
+    _log_provider_call(job, started, outcome="success")
+    _store_and_finalize(job, lease_token, result)
+
+
+def _store_and_finalize(job: Job, lease_token: uuid.UUID, result: ProviderResult) -> None:
+    stored = files.store_bytes(kind="results", stem=str(job.id), mime=result.mime, data=result.data)
+    won = services.finalize_success(
+        job=job,
+        lease_token=lease_token,
+        result=stored,
+        result_mime=result.mime,
+        provider_job_reference=result.provider_job_reference,
+    )
+    if not won:
+        # Finalized meanwhile (timeout at the deadline): a late answer changes nothing.
+        files.delete_quietly(stored.path)
+        services.record_event(
+            job.id, ProcessingLog.Event.LATE_RESULT_IGNORED, {"worker_id": job.worker_id}
+        )
+        logger.info("late provider result ignored", extra={"job_id": str(job.id)})
+
+
+def _log_provider_call(job: Job, started: float, **details: Any) -> None:
+    services.record_event(
+        job.id,
+        ProcessingLog.Event.PROVIDER_CALL,
+        {
+            "provider": job.provider_id,
+            "operation": job.operation_id,
+            "duration_ms": int((time.monotonic() - started) * 1000),
+            **details,
+        },
+    )
+
+
+def publish_temporary_media(*, job: Job, image: InputImage) -> str:
+    """Store an image behind a temporary public URL that lives no longer than the job."""
+    now = timezone.now()
+    media_id = uuid.uuid4()
+    stored = files.store_bytes(kind="media", stem=str(media_id), mime=image.mime, data=image.data)
+    MediaObject.objects.create(
+        id=media_id,
+        job_id=job.id,
+        path=stored.path,
+        mime=image.mime,
+        size=stored.size,
+        created_at=now,
+        expires_at=deadlines.bounded_by_job(
+            created_at=now,
+            job_expires_at=job.expires_at,
+            # T_public_link_ttl = T_sync_response, the job's own lifetime.
+            ttl=job.expires_at - job.created_at,
+        ),
+    )
+    return urljoin(settings.PUBLIC_BASE_URL.rstrip("/") + "/", f"public/media/{media_id}")
+

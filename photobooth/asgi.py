@@ -1,0 +1,24 @@
+"""ASGI entry point: Django wrapped in the ingest body guard.
+
+Served by uvicorn (`make run`, Docs/deployment.md). Waiting ingest requests are coroutines, so
+one process holds many of them without a thread each.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "photobooth.settings")
+
+django_application = get_asgi_application()
+
+from django.conf import settings  # noqa: E402  (settings are ready only after the line above)
+
+from photobooth.body_guard import IngestBodyGuard  # noqa: E402
+
+
+def _ingest_body_limit() -> int:
+    return int(settings.INGEST_MAX_UPLOAD_BYTES + settings.INGEST_MAX_FORM_OVERHEAD_BYTES)
+
+
+application = IngestBodyGuard(django_application, max_body_bytes=_ingest_body_limit)

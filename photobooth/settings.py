@@ -1,0 +1,166 @@
+"""Project settings. Everything comes from the environment, with a working default for each value.
+
+Every variable read here is documented in README.md's configuration table.
+"""
+
+import secrets
+import warnings
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# --- Local data folder -------------------------------------------------------------------------
+# Holds the SQLite database, media files and the generated development secret key.
+DATA_DIR = Path(env.str("PHOTOBOOTH_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _development_secret_key() -> str:
+    """A secret key generated once and kept in the data folder, for installs that set none."""
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.touch(mode=0o600)
+        key_file.write_text(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+# --- Core --------------------------------------------------------------------------------------
+SECRET_KEY = env.str("SECRET_KEY", default="") or _development_secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "providers.apps.ProvidersConfig",
+    "jobqueue.apps.JobQueueConfig",
+    "ingest.apps.IngestConfig",
+    "adminui.apps.AdminUIConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "photobooth.urls"
+ASGI_APPLICATION = "photobooth.asgi.application"
+WSGI_APPLICATION = "photobooth.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers work while a writer commits; IMMEDIATE transactions take the write lock at
+    # BEGIN, which makes the queue's acquire an atomic compare-and-set across processes; the busy
+    # timeout makes a second writer wait instead of failing at once.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth --------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+# --- Internationalisation ------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Files -------------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media"))).resolve()
+MEDIA_URL = "/media-files/"  # never served directly: results and media go through our views
+FILE_UPLOAD_PERMISSIONS = 0o600
+
+# --- Ingest ------------------------------------------------------------------------------------
+# Largest accepted photo. The request body may exceed it only by the multipart overhead below.
+INGEST_MAX_UPLOAD_BYTES = env.int("INGEST_MAX_UPLOAD_BYTES", default=15 * 1024 * 1024)
+INGEST_MAX_FORM_OVERHEAD_BYTES = 256 * 1024
+# How often a waiting ingest request's per-process waiter looks for finished jobs.
+INGEST_WAIT_POLL_SECONDS = env.float("INGEST_WAIT_POLL_SECONDS", default=0.1)
+
+# The externally reachable origin used to build public links (ingest URL, temporary media).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- Workers -----------------------------------------------------------------------------------
+WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=4)
+WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=0.2)
+# How often run_workers finalizes jobs whose deadline passed while nobody was waiting for them.
+WORKER_REAP_SECONDS = env.float("WORKER_REAP_SECONDS", default=5.0)
+
+# --- First start (`manage.py bootstrap`, run by `make run`) ----------------------------------------
+# Used only when no admin account / no ingest password exists yet; empty means "generate one".
+BOOTSTRAP_ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
+BOOTSTRAP_ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
+BOOTSTRAP_INGEST_PASSWORD = env.str("INGEST_PASSWORD", default="")
+
+# --- Web server (`manage.py serve`, run by `make run`) -------------------------------------------
+SERVE_HOST = env.str("HOST", default="127.0.0.1")
+SERVE_PORT = env.int("PORT", default=8000)
+
+# --- Providers ---------------------------------------------------------------------------------
+# Adapters available to slots. PHOTOBOOTH_EXTRA_PROVIDERS adds more by dotted path (plug-ins).
+PHOTOBOOTH_PROVIDERS = [
+    "providers.local.LocalProvider",
+    *env.list("PHOTOBOOTH_EXTRA_PROVIDERS", default=[]),
+]
+
+# Under ASGI Django streams a file download by iterating it in a worker thread and warns about
+# it each time; that is the intended path for our (small, local) files, so the warning is noise.
+warnings.filterwarnings(
+    "ignore", message="StreamingHttpResponse must consume synchronous iterators"
+)
+
+# --- Logging -----------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+    },
+}

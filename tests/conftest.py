@@ -1,0 +1,68 @@
+"""Shared fixtures: real rows, real files, real processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.services import set_ingest_password
+from tests.support.images import make_photo
+from tests.support.stack import ManagedProcess, WebServer, start_web, start_workers
+
+INGEST_PASSWORD = "booth-secret-1234"
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings: Any, tmp_path: Path) -> Path:
+    """Each test stores its files in its own folder (shared with the processes it starts)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def photo_jpeg() -> bytes:
+    return make_photo()
+
+
+@pytest.fixture
+def ingest_password(db: None) -> str:
+    set_ingest_password(password=INGEST_PASSWORD, changed_by="tests")
+    return INGEST_PASSWORD
+
+
+@dataclass
+class Stack:
+    """A running web server and worker process sharing the test database and media folder."""
+
+    web: WebServer
+    workers: ManagedProcess
+    log_dir: Path
+
+    @property
+    def base_url(self) -> str:
+        return self.web.base_url
+
+    def logs(self) -> str:
+        return f"--- web ---\n{self.web.process.output()}\n--- workers ---\n{self.workers.output()}"
+
+
+@pytest.fixture
+def live_db(django_db_serialized_rollback: None, transactional_db: None) -> None:
+    """Committed data (visible to other processes); the seeded slots are restored afterwards."""
+
+
+@pytest.fixture
+def stack(live_db: None, tmp_path: Path) -> Iterator[Stack]:
+    """uvicorn + run_workers, started for one test and stopped after it."""
+    workers = start_workers(tmp_path, concurrency=2)
+    web = start_web(tmp_path)
+    running = Stack(web=web, workers=workers, log_dir=tmp_path)
+    try:
+        yield running
+    finally:
+        web.process.stop()
+        workers.stop()
