@@ -30,5 +30,11 @@ run: migrate
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## make lint: ruff (lint + format check) and mypy, as CI runs them.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -114,4 +114,3 @@ class IngestSettings(models.Model):
     @property
     def has_ingest_password(self) -> bool:
         return bool(self.ingest_password_hash)
-

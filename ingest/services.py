@@ -35,7 +35,7 @@ from providers.registry import get_provider
 logger = logging.getLogger(__name__)
 
 FILE_FIELD = "fileToUpload"
-PASSWORD_FIELD = "password"
+PASSWORD_FIELD = "password"  # noqa: S105 (a form field name, not a secret)
 
 
 # --- the ingest password -------------------------------------------------------------------------
@@ -108,7 +108,8 @@ def update_slot(
     for key in operation.template_keys():
         if key not in cleaned:
             continue
-        template = TemplateMedia.objects.filter(id=_as_uuid_text(cleaned[key])).first()
+        template_id = _as_uuid_text(cleaned[key])
+        template = TemplateMedia.objects.filter(id=template_id).first() if template_id else None
         if template is None:
             errors[key] = ["no template with this id"]
         else:
@@ -142,7 +143,9 @@ def _as_uuid_text(value: str) -> str | None:
 def register_template(*, stream: IO[bytes], original_name: str) -> TemplateMedia:
     """Store an uploaded template image after checking it really is a supported image."""
     mime, width, height = _inspect_image(stream)
-    template = TemplateMedia(mime=mime, width=width, height=height, original_name=original_name[:255])
+    template = TemplateMedia(
+        mime=mime, width=width, height=height, original_name=original_name[:255]
+    )
     stored = files.store_stream(kind="templates", stem=str(template.id), mime=mime, stream=stream)
     template.path, template.size, template.sha256 = stored.path, stored.size, stored.sha256
     try:
@@ -155,7 +158,9 @@ def register_template(*, stream: IO[bytes], original_name: str) -> TemplateMedia
 
 def job_configuration(slot: Slot) -> JobConfiguration:
     """The snapshot a job takes of its slot: provider, operation, settings and template files."""
-    bindings = {b.setting_key: b.template for b in slot.template_bindings.select_related("template")}
+    bindings = {
+        b.setting_key: b.template for b in slot.template_bindings.select_related("template")
+    }
     return JobConfiguration(
         slot_id=slot.id,
         provider_id=slot.provider_id,
@@ -191,15 +196,15 @@ def accept_photo(upload: IngestUpload, *, max_upload_bytes: int) -> Job:
             details={"field": FILE_FIELD},
         )
     if not upload.password:
-        raise Unauthorized(
-            f"The '{PASSWORD_FIELD}' field is missing.", code="missing_password"
-        )
+        raise Unauthorized(f"The '{PASSWORD_FIELD}' field is missing.", code="missing_password")
     try:
         check_ingest_password(upload.password)
         slot = Slot.objects.filter(id=upload.slot_id, is_active=True).first()
         settings_row = IngestSettings.load()
     except DatabaseError as error:
-        raise ServiceUnavailable("The database is unavailable.", code="database_unavailable") from error
+        raise ServiceUnavailable(
+            "The database is unavailable.", code="database_unavailable"
+        ) from error
     if slot is None:
         raise NotFound(
             f"No active slot '{upload.slot_id}'.",
@@ -226,7 +231,9 @@ def accept_photo(upload: IngestUpload, *, max_upload_bytes: int) -> Job:
         job = enqueue_job(
             job_id=job_id,
             configuration=configuration,
-            payload=StoredPayload(path=stored.path, mime=mime, size=stored.size, sha256=stored.sha256),
+            payload=StoredPayload(
+                path=stored.path, mime=mime, size=stored.size, sha256=stored.sha256
+            ),
             metadata=upload.fields,
             received_at=upload.received_at,
             sync_response=timedelta(seconds=settings_row.sync_response_timeout_sec),
@@ -241,14 +248,14 @@ def accept_photo(upload: IngestUpload, *, max_upload_bytes: int) -> Job:
         )
     except DatabaseError as error:
         files.delete_quietly(stored.path)
-        raise ServiceUnavailable("The database is unavailable.", code="database_unavailable") from error
+        raise ServiceUnavailable(
+            "The database is unavailable.", code="database_unavailable"
+        ) from error
     except BaseException:
         files.delete_quietly(stored.path)
         raise
     if integrity == "mismatch":
-        logger.warning(
-            "upload hash field does not match the file", extra={"job_id": str(job.id)}
-        )
+        logger.warning("upload hash field does not match the file", extra={"job_id": str(job.id)})
     return job
 
 
@@ -259,16 +266,20 @@ def _inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
     stream.seek(0)
     mime = sniff_image_mime(head)
     if mime is None:
-        raise BadRequest(
-            "The file is not a JPEG, PNG, WebP or HEIC image.", code="not_an_image"
-        )
+        raise BadRequest("The file is not a JPEG, PNG, WebP or HEIC image.", code="not_an_image")
     if mime in (HEIC, HEIF):
         return mime, 0, 0  # Pillow cannot read HEIC; the provider decides whether it accepts it
     try:
         with Image.open(stream) as image:
             width, height = image.size
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as error:
         raise BadRequest("The image is damaged or unreadable.", code="invalid_image") from error
     finally:
         stream.seek(0)

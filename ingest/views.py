@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -13,6 +12,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -35,6 +35,7 @@ from photobooth.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
 
 class ProviderFailed(PhotoboothError):
     status, code, message = 502, "provider_error", "The AI provider could not process the photo."
@@ -77,7 +78,7 @@ def _accept(request: HttpRequest, slot_id: str) -> Job:
 
 def _parse(request: HttpRequest, slot_id: str) -> IngestUpload:
     received_at = _received_at(request)
-    if not request.content_type.startswith("multipart/form-data"):
+    if not (request.content_type or "").startswith("multipart/form-data"):
         raise BadRequest(
             "Send the photo as multipart/form-data.",
             code="expected_multipart",
@@ -100,8 +101,8 @@ def _parse(request: HttpRequest, slot_id: str) -> IngestUpload:
         slot_id=slot_id,
         password=post.get(PASSWORD_FIELD, ""),
         photo=photo,
-        photo_size=photo.size if photo is not None else 0,
-        photo_name=photo.name if photo is not None else "",
+        photo_size=(photo.size or 0) if photo is not None else 0,
+        photo_name=(photo.name or "") if photo is not None else "",
         fields=fields,
         received_at=received_at,
     )
@@ -114,7 +115,7 @@ def _received_at(request: HttpRequest) -> datetime:
     started = scope.get(RECEIVED_AT_SCOPE_KEY)
     if started is None:
         return timezone.now()
-    return datetime.fromtimestamp(started, tz=dt_timezone.utc)
+    return datetime.fromtimestamp(started, tz=UTC)
 
 
 def _answer(job_id: uuid.UUID) -> HttpResponse:
@@ -146,7 +147,7 @@ def _answer(job_id: uuid.UUID) -> HttpResponse:
 
 
 @require_GET
-def public_result(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+def public_result(request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBase:
     """A finished job's result for guests: attachment until retention ends, then 410."""
     job = Job.objects.filter(id=job_id, is_finalized=True, failure_reason__isnull=True).first()
     if job is None:
@@ -167,7 +168,7 @@ def public_result(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
 
 
 @require_GET
-def public_media(request: HttpRequest, media_id: uuid.UUID) -> HttpResponse:
+def public_media(request: HttpRequest, media_id: uuid.UUID) -> HttpResponseBase:
     """A temporary media file for providers: 200 until it expires, then 410."""
     media = MediaObject.objects.filter(id=media_id).first()
     if media is None:

@@ -37,7 +37,7 @@ def _name(kind: str, stem: str, mime: str) -> str:
 
 
 def store_stream(*, kind: str, stem: str, mime: str, stream: IO[bytes]) -> StoredFile:
-    """Save a file-like object under `kind/`, hashing it (SHA-256 and SHA-1) without loading it whole."""
+    """Save a file-like object under `kind/`, hashing it (SHA-256, SHA-1) without loading it."""
     sha256, sha1 = hashlib.sha256(), hashlib.sha1(usedforsecurity=False)
     size = 0
     stream.seek(0)

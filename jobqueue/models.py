@@ -37,7 +37,7 @@ class Job(models.Model):
 
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     is_finalized = models.BooleanField(default=False)
-    failure_reason = models.CharField(
+    failure_reason = models.CharField(  # noqa: DJ001 (null = success, per SPEC)
         max_length=32, choices=FailureReason.choices, null=True, blank=True
     )
     failure_detail = models.TextField(blank=True, default="")

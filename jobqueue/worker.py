@@ -121,6 +121,7 @@ class Worker:
 
     # --- one job -----------------------------------------------------------------------------
     def _process_safely(self, job: Job) -> None:
+        assert job.lease_token is not None, "only acquired jobs are processed"
         try:
             process_job(job, worker_id=self.worker_id)
         except Exception:
@@ -146,7 +147,9 @@ def process_job(job: Job, *, worker_id: str) -> None:
     request = ProviderRequest(
         operation_id=job.operation_id,
         settings=job.settings_snapshot,
-        photo=InputImage(data=files.read_bytes(job.payload_path), mime=job.payload_mime, name="photo"),
+        photo=InputImage(
+            data=files.read_bytes(job.payload_path), mime=job.payload_mime, name="photo"
+        ),
         templates={
             key: InputImage(data=files.read_bytes(ref["path"]), mime=ref["mime"], name=key)
             for key, ref in job.template_refs.items()
@@ -230,4 +233,3 @@ def publish_temporary_media(*, job: Job, image: InputImage) -> str:
         ),
     )
     return urljoin(settings.PUBLIC_BASE_URL.rstrip("/") + "/", f"public/media/{media_id}")
-

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+Scope = dict[str, Any]
+Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -25,7 +25,9 @@ class IngestBodyGuard:
     body is never buffered whole.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: Callable[[], int], prefix: str = "/ingest/"):
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: Callable[[], int], prefix: str = "/ingest/"
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.prefix = prefix

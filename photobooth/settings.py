@@ -82,7 +82,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # BEGIN, which makes the queue's acquire an atomic compare-and-set across processes; the busy
     # timeout makes a second writer wait instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;"
+        ),
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
@@ -125,7 +127,7 @@ WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=0.2)
 # How often run_workers finalizes jobs whose deadline passed while nobody was waiting for them.
 WORKER_REAP_SECONDS = env.float("WORKER_REAP_SECONDS", default=5.0)
 
-# --- First start (`manage.py bootstrap`, run by `make run`) ----------------------------------------
+# --- First start (`manage.py bootstrap`, run by `make run`) ------------------------------------
 # Used only when no admin account / no ingest password exists yet; empty means "generate one".
 BOOTSTRAP_ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
 BOOTSTRAP_ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")

@@ -33,7 +33,9 @@ DSLR_FIELDS = {
 }
 
 
-def post_photo(stack: Stack, slot_id: str, photo: bytes, password: str, **fields: str) -> requests.Response:
+def post_photo(
+    stack: Stack, slot_id: str, photo: bytes, password: str, **fields: str
+) -> requests.Response:
     return requests.post(
         f"{stack.base_url}/ingest/{slot_id}",
         data={"password": password, **fields},
@@ -42,14 +44,23 @@ def post_photo(stack: Stack, slot_id: str, photo: bytes, password: str, **fields
     )
 
 
-def test_booth_gets_the_processed_photo_back(stack: Stack, ingest_password: str, photo_jpeg: bytes) -> None:
+def test_booth_gets_the_processed_photo_back(
+    stack: Stack, ingest_password: str, photo_jpeg: bytes
+) -> None:
     update_slot(
-        slot_id="slot-001", provider_id="local", operation_id="photo_look",
-        settings={"look": "black_and_white"}, is_active=True,
+        slot_id="slot-001",
+        provider_id="local",
+        operation_id="photo_look",
+        settings={"look": "black_and_white"},
+        is_active=True,
     )
     response = post_photo(
-        stack, "slot-001", photo_jpeg, ingest_password,
-        hash=hashlib.sha1(photo_jpeg).hexdigest(), **DSLR_FIELDS,
+        stack,
+        "slot-001",
+        photo_jpeg,
+        ingest_password,
+        hash=hashlib.sha1(photo_jpeg).hexdigest(),
+        **DSLR_FIELDS,
     )
 
     assert response.status_code == 200, stack.logs()
@@ -97,8 +108,11 @@ def test_slow_provider_gets_504_at_the_deadline_and_nothing_is_left(
 ) -> None:
     IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=2)
     update_slot(
-        slot_id="slot-002", provider_id="testing", operation_id="sleep",
-        settings={"seconds": 30}, is_active=True,
+        slot_id="slot-002",
+        provider_id="testing",
+        operation_id="sleep",
+        settings={"seconds": 30},
+        is_active=True,
     )
     started = time.monotonic()
     response = post_photo(stack, "slot-002", photo_jpeg, ingest_password)
@@ -114,9 +128,7 @@ def test_slow_provider_gets_504_at_the_deadline_and_nothing_is_left(
     assert job.payload_path == "" and not _files_under("payloads")
     # The worker stops working on it: its provider call ends at the deadline, and its answer,
     # if any, changes nothing.
-    wait_until(
-        lambda: job.logs.filter(event=ProcessingLog.Event.PROVIDER_CALL).exists(), timeout=5
-    )
+    wait_until(lambda: job.logs.filter(event=ProcessingLog.Event.PROVIDER_CALL).exists(), timeout=5)
     job.refresh_from_db()
     assert job.failure_reason == FailureReason.TIMEOUT
     assert job.result_path == "" and not _files_under("results")
@@ -139,7 +151,9 @@ def test_provider_error_is_answered_at_once_with_502(
     assert not _files_under("payloads")
 
 
-def test_public_result_is_gone_after_retention(stack: Stack, ingest_password: str, photo_jpeg: bytes) -> None:
+def test_public_result_is_gone_after_retention(
+    stack: Stack, ingest_password: str, photo_jpeg: bytes
+) -> None:
     response = post_photo(stack, "slot-001", photo_jpeg, ingest_password)
     assert response.status_code == 200, stack.logs()
     job_id = response.headers["X-Job-Id"]
@@ -162,7 +176,10 @@ def test_public_result_is_404_for_unknown_or_failed_jobs(
 ) -> None:
     if job_id is None:
         update_slot(
-            slot_id="slot-003", provider_id="testing", operation_id="fail", settings={},
+            slot_id="slot-003",
+            provider_id="testing",
+            operation_id="fail",
+            settings={},
             is_active=True,
         )
         job_id = post_photo(stack, "slot-003", photo_jpeg, ingest_password).headers["X-Job-Id"]

@@ -8,7 +8,11 @@ from PIL import Image, ImageDraw
 
 
 def make_photo(
-    *, width: int = 640, height: int = 480, format: str = "JPEG", color: tuple[int, int, int] = (200, 80, 40)
+    *,
+    width: int = 640,
+    height: int = 480,
+    format: str = "JPEG",
+    color: tuple[int, int, int] = (200, 80, 40),
 ) -> bytes:
     """A colourful photo-like image with some structure (so filters visibly change it)."""
     image = Image.new("RGB", (width, height), color)

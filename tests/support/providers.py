@@ -41,7 +41,8 @@ class TestingProvider(Provider):
         settings = self.clean_settings(request.operation_id, request.settings)
         if request.operation_id == "fail":
             raise ProviderError(
-                "the testing provider was told to fail", code="told_to_fail",
+                "the testing provider was told to fail",
+                code="told_to_fail",
                 retryable=settings["retryable"],
             )
         # Like an HTTP adapter with a timeout derived from the remaining time: never past the

@@ -56,7 +56,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.05) -> object:
+def wait_until(
+    condition: Callable[[], object], *, timeout: float, interval: float = 0.05
+) -> object:
     """Poll `condition` until it returns something truthy; AssertionError after `timeout`."""
     end = time.monotonic() + timeout
     while True:
@@ -102,7 +104,9 @@ class ManagedProcess:
         return self.process.returncode
 
 
-def start_workers(log_dir: Path, *, concurrency: int = 2, name: str = "workers", **env: str) -> ManagedProcess:
+def start_workers(
+    log_dir: Path, *, concurrency: int = 2, name: str = "workers", **env: str
+) -> ManagedProcess:
     """A real `manage.py run_workers` process."""
     return ManagedProcess(
         name=name,
@@ -124,8 +128,16 @@ def start_web(log_dir: Path, **env: str) -> WebServer:
     process = ManagedProcess(
         name="web",
         command=[
-            sys.executable, "-m", "uvicorn", "photobooth.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "photobooth.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
         ],
         env=process_environment(**env),
         log_path=log_dir / "web.log",

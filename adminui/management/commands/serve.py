@@ -32,17 +32,27 @@ class Command(BaseCommand):
         manage_py = str(Path(settings.BASE_DIR) / "manage.py")
         commands = {
             "web": [
-                sys.executable, "-m", "uvicorn", "photobooth.asgi:application",
-                "--host", options["host"], "--port", str(options["port"]),
-                "--timeout-graceful-shutdown", "5",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "photobooth.asgi:application",
+                "--host",
+                options["host"],
+                "--port",
+                str(options["port"]),
+                "--timeout-graceful-shutdown",
+                "5",
             ],
             "workers": [
-                sys.executable, manage_py, "run_workers",
-                "--concurrency", str(options["concurrency"]),
+                sys.executable,
+                manage_py,
+                "run_workers",
+                "--concurrency",
+                str(options["concurrency"]),
             ],
         }
         children = {
-            name: subprocess.Popen(command, cwd=settings.BASE_DIR)
+            name: subprocess.Popen(command, cwd=settings.BASE_DIR)  # noqa: S603 (our own commands)
             for name, command in commands.items()
         }
         stopping = False

@@ -24,7 +24,9 @@ class Command(BaseCommand):
             password = settings.BOOTSTRAP_ADMIN_PASSWORD or secrets.token_urlsafe(12)
             user_model.objects.create_superuser(username=username, email="", password=password)
             if settings.BOOTSTRAP_ADMIN_PASSWORD:
-                self.stdout.write(f"Admin account created: {username} (password from ADMIN_PASSWORD)")
+                self.stdout.write(
+                    f"Admin account created: {username} (password from ADMIN_PASSWORD)"
+                )
             else:
                 self.stdout.write(
                     f"Admin account created: {username} / {password}\n"
