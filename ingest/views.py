@@ -15,7 +15,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from ingest.services import FILE_FIELD, PASSWORD_FIELD, IngestUpload, accept_photo
 from jobqueue import files
@@ -41,10 +41,15 @@ class ProviderFailed(PhotoboothError):
     status, code, message = 502, "provider_error", "The AI provider could not process the photo."
 
 
+class MethodNotAllowed(PhotoboothError):
+    status, code, message = 405, "method_not_allowed", "Send the photo with POST."
+
+
 @csrf_exempt
-@require_POST
 async def ingest(request: HttpRequest, slot_id: str) -> HttpResponse:
     """Accept a photo, queue its job and answer with the result, or an error, by the deadline."""
+    if request.method != "POST":
+        return error_response(MethodNotAllowed(headers={"Allow": "POST"}))
     try:
         job = await sync_to_async(_accept)(request, slot_id)
     except PhotoboothError as error:
@@ -53,18 +58,43 @@ async def ingest(request: HttpRequest, slot_id: str) -> HttpResponse:
             extra={"slot_id": slot_id, "status": error.status, "code": error.code},
         )
         return error_response(error)
+    except DatabaseError:
+        logger.exception("ingest failed: database unavailable", extra={"slot_id": slot_id})
+        return error_response(
+            ServiceUnavailable("The database is unavailable.", code="database_unavailable")
+        )
+    except Exception:
+        logger.exception("ingest failed", extra={"slot_id": slot_id})
+        return error_response(PhotoboothError())
+    try:
+        await _wait_for_finalization(job)
+    except DatabaseError:
+        # The deadline has been reached but the job could not be marked: the reaper will
+        # finalize it as timeout. The booth still gets its answer in time.
+        logger.warning("could not finalize an expired job", extra={"job_id": str(job.id)})
+        return error_response(_deadline_reached(job))
+    return await sync_to_async(_answer)(job.id)
+
+
+async def _wait_for_finalization(job: Job) -> None:
+    """Return once the job is finalized — at the latest at its deadline, as a timeout."""
     waiter = waiter_for_this_loop()
     while True:
         remaining = (job.expires_at - timezone.now()).total_seconds()
         if await waiter.wait(job.id, timeout=remaining):
-            break
+            return
         if await sync_to_async(finalize_expired)(job=job, finalized_by="ingest"):
-            break
-        # Not finalized and not yet expired by the database's reckoning (timer granularity):
-        # wait the small remainder; a job finalized meanwhile is picked up by the next check.
+            return
         if (job.expires_at - timezone.now()).total_seconds() <= 0:
-            break
-    return await sync_to_async(_answer)(job.id)
+            return  # expired yet not ours to finalize: someone else finalized it just now
+        # Woken a moment before the deadline (timer granularity): wait the remainder.
+
+
+def _deadline_reached(job: Job) -> DeadlineReached:
+    return DeadlineReached(
+        "The photo was not processed in time.",
+        details={"job_id": str(job.id), "expires_at": job.expires_at.isoformat()},
+    )
 
 
 def _accept(request: HttpRequest, slot_id: str) -> Job:
@@ -132,11 +162,9 @@ def _answer(job_id: uuid.UUID) -> HttpResponse:
         response["Cache-Control"] = "no-store"
         response["X-Job-Id"] = str(job.id)
         return response
+    error: PhotoboothError
     if job.failure_reason == FailureReason.TIMEOUT or not job.is_finalized:
-        error: PhotoboothError = DeadlineReached(
-            "The photo was not processed in time.",
-            details={"job_id": str(job.id), "expires_at": job.expires_at.isoformat()},
-        )
+        error = _deadline_reached(job)
     elif job.failure_reason == FailureReason.PROVIDER_ERROR:
         error = ProviderFailed(details={"job_id": str(job.id)})
     else:
