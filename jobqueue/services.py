@@ -189,11 +189,17 @@ def finalize_success(
 def finalize_failure(
     *, job: Job, lease_token: uuid.UUID, reason: FailureReason, detail: str = ""
 ) -> bool:
-    """Mark the job failed, if this worker still holds it. Returns whether it did."""
+    """Mark the job failed, if this worker still holds it. Returns whether it did.
+
+    A failure known only after the deadline is recorded as what the booth saw: a timeout.
+    """
+    now = timezone.now()
+    if deadlines.is_expired(deadline=job.expires_at, now=now):
+        reason = FailureReason.TIMEOUT
     return _finalize(
         job=job,
         conditions={"lease_token": lease_token},
-        now=timezone.now(),
+        now=now,
         fields={"failure_reason": reason, "failure_detail": detail[:2000]},
         log_details={"outcome": str(reason), "detail": detail[:500]},
     )

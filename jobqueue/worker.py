@@ -30,6 +30,7 @@ from providers.base import (
     ProviderError,
     ProviderRequest,
     ProviderResult,
+    SettingsInvalid,
 )
 from providers.registry import get_provider
 
@@ -143,7 +144,6 @@ def process_job(job: Job, *, worker_id: str) -> None:
     """Run one acquired job through its provider and finalize it."""
     lease_token = job.lease_token
     assert lease_token is not None, "process_job needs an acquired job"
-    provider = get_provider(job.provider_id)
     request = ProviderRequest(
         operation_id=job.operation_id,
         settings=job.settings_snapshot,
@@ -162,11 +162,21 @@ def process_job(job: Job, *, worker_id: str) -> None:
     )
     started = time.monotonic()
     try:
-        result = provider.run(request)
+        result = get_provider(job.provider_id).run(request)
     except ProviderDeadlineExceeded as error:
         _log_provider_call(job, started, outcome="timeout", detail=error.message)
         services.finalize_failure(
             job=job, lease_token=lease_token, reason=FailureReason.TIMEOUT, detail=error.message
+        )
+        return
+    except SettingsInvalid as error:
+        # The snapshot no longer fits the provider's declaration (e.g. the provider changed).
+        _log_provider_call(job, started, outcome="error", detail=str(error), code="invalid_settings")
+        services.finalize_failure(
+            job=job,
+            lease_token=lease_token,
+            reason=FailureReason.PROVIDER_ERROR,
+            detail=f"invalid_settings: {error}",
         )
         return
     except ProviderError as error:

@@ -7,6 +7,7 @@ public URL) and gets back a ProviderResult or a ProviderError.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ class SettingField:
         if self.kind in ("integer", "number"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError("must be a number")
+            if not math.isfinite(value):
+                raise ValueError("must be a finite number")
             if self.kind == "integer" and int(value) != value:
                 raise ValueError("must be a whole number")
             number = int(value) if self.kind == "integer" else float(value)

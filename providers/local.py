@@ -40,7 +40,11 @@ def _open_photo(image: InputImage) -> Image.Image:
         with Image.open(io.BytesIO(image.data)) as opened:
             # Camera photos are often stored sideways with an orientation tag; apply it so the
             # result is upright once the tag is dropped.
-            return ImageOps.exif_transpose(opened).convert("RGB")
+            upright = ImageOps.exif_transpose(opened)
+            if upright.mode.startswith("I"):
+                # 16/32-bit greyscale: scale to 8 bits first, or convert() clips it to white.
+                upright = upright.convert("I").point(lambda value: value / 256)
+            return upright.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ProviderError(f"cannot read {image.name}: {error}", code="invalid_image") from error
 
@@ -145,7 +149,7 @@ class LocalProvider(Provider):
             try:
                 with Image.open(io.BytesIO(frame_image.data)) as frame:
                     result = overlay_frame(result, frame, settings["fit"])
-            except OSError as error:
+            except (OSError, Image.DecompressionBombError) as error:
                 raise ProviderError(f"cannot read the frame template: {error}") from error
         request.ensure_time_left()
         return _encode(result, keep_png=request.photo.mime == PNG, quality=settings["jpeg_quality"])

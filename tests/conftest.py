@@ -16,6 +16,16 @@ from tests.support.stack import ManagedProcess, WebServer, start_web, start_work
 INGEST_PASSWORD = "booth-secret-1234"
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the temporary data and media folders tests/settings.py made for this run."""
+    import shutil
+
+    from django.conf import settings
+
+    for folder in (settings.DATA_DIR, settings.TEST_MEDIA_BASE):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked postgres_only are skipped when the suite runs on SQLite."""
     from django.conf import settings

@@ -14,7 +14,8 @@ os.environ["PHOTOBOOTH_DATA_DIR"] = tempfile.mkdtemp(prefix="photobooth-test-dat
 from photobooth.settings import *  # noqa: E402,F403
 from photobooth.settings import DATA_DIR, DATABASES, PHOTOBOOTH_PROVIDERS  # noqa: E402
 
-MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="photobooth-test-media-"))
+TEST_MEDIA_BASE = Path(tempfile.mkdtemp(prefix="photobooth-test-media-"))
+MEDIA_ROOT = TEST_MEDIA_BASE  # each test gets its own folder below (conftest.media_root)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: the server and worker processes the tests start must see it too.
