@@ -44,7 +44,9 @@ def job_deadlines(
     return JobDeadlines(
         expires_at=expires_at,
         payload_expires_at=bounded_by_job(
-            created_at=created_at, job_expires_at=expires_at, ttl=sync_response if ingest_ttl is None else ingest_ttl
+            created_at=created_at,
+            job_expires_at=expires_at,
+            ttl=sync_response if ingest_ttl is None else ingest_ttl,
         ),
     )
 

@@ -171,7 +171,9 @@ def process_job(job: Job, *, worker_id: str) -> None:
         return
     except SettingsInvalid as error:
         # The snapshot no longer fits the provider's declaration (e.g. the provider changed).
-        _log_provider_call(job, started, outcome="error", detail=str(error), code="invalid_settings")
+        _log_provider_call(
+            job, started, outcome="error", detail=str(error), code="invalid_settings"
+        )
         services.finalize_failure(
             job=job,
             lease_token=lease_token,
