@@ -117,7 +117,9 @@ def update_slot(
     if errors:
         raise SettingsInvalid(errors)
     with transaction.atomic():
-        slot = Slot.objects.select_for_update().get(id=slot_id)
+        slot = Slot.objects.select_for_update().filter(id=slot_id).first()
+        if slot is None:
+            raise NotFound(f"No slot '{slot_id}'.", code="slot_not_found")
         slot.provider_id = provider_id
         slot.operation_id = operation_id
         slot.settings_json = cleaned
@@ -272,7 +274,12 @@ def _inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
     try:
         with Image.open(stream) as image:
             width, height = image.size
-            image.verify()
+            image.verify()  # structure and checksums (PNG); a no-op for JPEG
+        stream.seek(0)
+        with Image.open(stream) as image:
+            # Decoding finds truncated or corrupt data; JPEG decodes at 1/8 scale (cheap).
+            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
     except (
         UnidentifiedImageError,
         OSError,

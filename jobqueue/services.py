@@ -126,6 +126,9 @@ def acquire_jobs(*, worker_id: str, limit: int) -> list[Job]:
         )
         if not ids:
             return []
+        # The SELECT may have waited for locks: jobs committed meanwhile must not look picked
+        # up before they were queued.
+        now = timezone.now()
         Job.objects.filter(id__in=ids, status=JobStatus.PENDING, is_finalized=False).update(
             status=JobStatus.PROCESSING,
             lease_token=token,

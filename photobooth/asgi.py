@@ -17,8 +17,12 @@ from django.conf import settings  # noqa: E402  (settings are ready only after t
 from photobooth.body_guard import IngestBodyGuard  # noqa: E402
 
 
-def _ingest_body_limit() -> int:
-    return int(settings.INGEST_MAX_UPLOAD_BYTES + settings.INGEST_MAX_FORM_OVERHEAD_BYTES)
+def _max_photo_bytes() -> int:
+    return int(settings.INGEST_MAX_UPLOAD_BYTES)
 
 
-application = IngestBodyGuard(django_application, max_body_bytes=_ingest_body_limit)
+application = IngestBodyGuard(
+    django_application,
+    max_photo_bytes=_max_photo_bytes,
+    form_overhead_bytes=settings.INGEST_MAX_FORM_OVERHEAD_BYTES,
+)

@@ -19,17 +19,24 @@ RECEIVED_AT_SCOPE_KEY = "photobooth.received_at"
 class IngestBodyGuard:
     """Refuses oversized ingest bodies while they stream in, and notes when each request arrived.
 
-    A declared Content-Length above the limit is refused before a byte of the body is read (so a
+    The body may exceed the photo limit by `form_overhead_bytes` (multipart headers, text fields).
+    A declared Content-Length above that is refused before a byte of the body is read (so a
     client sending `Expect: 100-continue` never gets the 100); a chunked body is counted as it
-    arrives and cut off at the limit. Either way the answer is 413 in the usual JSON shape and the
-    body is never buffered whole.
+    arrives and cut off at the limit. Either way the answer is 413 in the usual JSON shape,
+    naming the photo limit, and the body is never buffered whole.
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: Callable[[], int], prefix: str = "/ingest/"
+        self,
+        app: ASGIApp,
+        *,
+        max_photo_bytes: Callable[[], int],
+        form_overhead_bytes: int,
+        prefix: str = "/ingest/",
     ):
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.max_photo_bytes = max_photo_bytes
+        self.form_overhead_bytes = form_overhead_bytes
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -38,10 +45,11 @@ class IngestBodyGuard:
             return
         scope = dict(scope)
         scope[RECEIVED_AT_SCOPE_KEY] = time.time()
-        limit = self.max_body_bytes()
+        photo_limit = self.max_photo_bytes()
+        limit = photo_limit + self.form_overhead_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _send_too_large(send, limit)
+            await _send_too_large(send, photo_limit)
             return
 
         received = 0
@@ -67,7 +75,7 @@ class IngestBodyGuard:
 
         await self.app(scope, counting_receive, tracking_send)
         if too_large and not response_started:
-            await _send_too_large(send, limit)
+            await _send_too_large(send, photo_limit)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -85,7 +93,7 @@ async def _send_too_large(send: Send, limit: int) -> None:
         {
             "error": {
                 "code": "payload_too_large",
-                "message": f"The upload is larger than the limit of {limit} bytes.",
+                "message": f"The photo is larger than {limit} bytes.",
                 "details": {"max_bytes": limit},
             }
         }

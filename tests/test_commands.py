@@ -234,9 +234,8 @@ def test_cleanup_leaves_a_job_before_its_deadline_alone(
 
 
 # --- serve -----------------------------------------------------------------------------------
-def child_processes(parent_pid: int) -> dict[int, str]:
-    """Running children of a process: pid → command line (from /proc)."""
-    children = {}
+def running_processes() -> Iterator[tuple[int, int, int, str]]:
+    """(pid, parent pid, process group, command line) of each running process, from /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -245,10 +244,19 @@ def child_processes(parent_pid: int) -> dict[int, str]:
             command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == parent_pid and state != "Z":
-            children[int(entry)] = command
-    return children
+        state, ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if state != "Z":
+            yield int(entry), int(ppid), int(pgrp), command
+
+
+def child_processes(parent_pid: int) -> dict[int, str]:
+    """Running children of a process: pid → command line."""
+    return {pid: command for pid, ppid, _, command in running_processes() if ppid == parent_pid}
+
+
+def process_group(pgid: int) -> list[int]:
+    """The running members of a process group."""
+    return [pid for pid, _, pgrp, _ in running_processes() if pgrp == pgid]
 
 
 def is_running(pid: int) -> bool:
@@ -288,6 +296,8 @@ def serve(live_db: None, tmp_path: Path) -> Iterator[Serve]:
             env=process_environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own process group, like a command started from a shell prompt.
+            start_new_session=True,
         )
     children: dict[int, str] = {}
     try:
@@ -353,12 +363,6 @@ def test_serve_stops_the_workers_and_fails_when_the_web_server_dies(serve: Serve
     assert not is_running(workers)
 
 
-@pytest.mark.xfail(
-    reason="BUG: serve's children share its process group, so a terminal's Ctrl-C reaches "
-    "run_workers directly and serve then sends it SIGTERM too: run_workers takes that as the "
-    "'second signal' and os._exit(1)s, abandoning the job in flight",
-    strict=True,
-)
 def test_ctrl_c_in_a_terminal_lets_the_workers_finish_the_job_in_flight(
     serve: Serve, ingest_password: str
 ) -> None:
@@ -375,8 +379,10 @@ def test_ctrl_c_in_a_terminal_lets_the_workers_finish_the_job_in_flight(
         lambda: Job.objects.filter(id=job.id, status=JobStatus.PROCESSING).exists(), timeout=10
     )
 
-    # Ctrl-C in a terminal signals the whole foreground process group: serve and its children.
-    for pid in [serve.process.pid, *serve.children]:
+    # Ctrl-C in a terminal signals every process in the foreground process group.
+    members = process_group(serve.process.pid)
+    assert serve.process.pid in members
+    for pid in members:
         os.kill(pid, signal.SIGINT)
     serve.process.wait(timeout=20)
 

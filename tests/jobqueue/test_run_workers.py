@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -120,3 +121,37 @@ def test_sigterm_lets_the_job_in_flight_finish_and_takes_no_new_job(
     after_stop.refresh_from_db()
     assert after_stop.status == JobStatus.PENDING and not after_stop.is_finalized
     assert not after_stop.logs.filter(event=ProcessingLog.Event.PICKED_UP).exists()
+
+
+@pytest.mark.postgres_only
+def test_a_job_is_never_recorded_as_picked_up_before_it_was_queued(
+    worker_processes: StartWorkers, ingest_password: str, photo_jpeg: bytes
+) -> None:
+    sleeping_slot(0)
+    workers = worker_processes("workers", concurrency=1)
+    wait_until(lambda: is_ready(workers), timeout=20)
+
+    # Make the worker's next look for jobs wait, then queue a job while it waits. Without the
+    # lock this happens by chance now and then when a job arrives just as a worker polls.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE jobqueue_job IN EXCLUSIVE MODE")
+
+        def worker_is_waiting() -> bool:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks"
+                " WHERE relation = 'jobqueue_job'::regclass AND NOT granted"
+            )
+            row = cursor.fetchone()
+            return bool(row and row[0])
+
+        wait_until(worker_is_waiting, timeout=10)
+        job = queue_photo(ingest_password, photo_jpeg)
+
+    wait_until(lambda: Job.objects.filter(id=job.id, is_finalized=True).exists(), timeout=10)
+    job.refresh_from_db()
+    assert job.succeeded
+    events = list(job.logs.order_by("created_at", "id").values_list("event", flat=True))
+    assert events == ["received", "queued", "picked_up", "provider_call", "finalized"]
+    assert job.started_at is not None and job.started_at >= job.created_at
+    picked_up = job.logs.get(event=ProcessingLog.Event.PICKED_UP)
+    assert picked_up.details["queue_wait_ms"] >= 0

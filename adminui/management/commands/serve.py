@@ -52,7 +52,9 @@ class Command(BaseCommand):
             ],
         }
         children = {
-            name: subprocess.Popen(command, cwd=settings.BASE_DIR)  # noqa: S603 (our own commands)
+            # Own sessions: a terminal's Ctrl-C reaches only this command, which then sends each
+            # child exactly one SIGTERM (a second signal would make them quit without finishing).
+            name: subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)  # noqa: S603
             for name, command in commands.items()
         }
         stopping = False
