@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
 
+from django.conf import settings as django_settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -20,12 +21,14 @@ from ingest.image_types import HEIC, HEIF, SNIFF_BYTES, sniff_image_mime
 from ingest.models import IngestSettings, Slot, TemplateBinding, TemplateMedia
 from jobqueue import files
 from jobqueue.models import Job
+from jobqueue.selectors import any_live_worker, queue_load
 from jobqueue.services import JobConfiguration, StoredPayload, enqueue_job
 from photobooth.errors import (
     BadRequest,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -218,6 +221,7 @@ def accept_photo(upload: IngestUpload, *, max_upload_bytes: int) -> Job:
             f"The photo is larger than {max_upload_bytes} bytes.",
             details={"max_bytes": max_upload_bytes, "size": upload.photo_size},
         )
+    _ensure_capacity(slot.id)
     mime, width, height = _inspect_image(upload.photo)
     provider = get_provider(slot.provider_id)
     if mime not in provider.accepted_mimes:
@@ -259,6 +263,34 @@ def accept_photo(upload: IngestUpload, *, max_upload_bytes: int) -> Job:
     if integrity == "mismatch":
         logger.warning("upload hash field does not match the file", extra={"job_id": str(job.id)})
     return job
+
+
+def _ensure_capacity(slot_id: str) -> None:
+    """503 while no worker is alive; 429 while too many jobs are unfinished (back-pressure)."""
+    retry_after = {"Retry-After": str(django_settings.INGEST_RETRY_AFTER_SECONDS)}
+    if django_settings.INGEST_REQUIRE_LIVE_WORKER and not any_live_worker(
+        stale_after=timedelta(seconds=django_settings.WORKER_STALE_SECONDS)
+    ):
+        raise ServiceUnavailable(
+            "No worker is running: the photo cannot be processed now.",
+            code="no_workers",
+            headers=retry_after,
+        )
+    load = queue_load(slot_id=slot_id)
+    per_slot = django_settings.INGEST_MAX_UNFINISHED_PER_SLOT
+    total = django_settings.INGEST_MAX_UNFINISHED_TOTAL
+    if load.unfinished_for_slot >= per_slot or load.unfinished_total >= total:
+        raise TooManyRequests(
+            "Too many photos are waiting to be processed; try again shortly.",
+            code="queue_full",
+            details={
+                "slot_unfinished": load.unfinished_for_slot,
+                "slot_limit": per_slot,
+                "total_unfinished": load.unfinished_total,
+                "total_limit": total,
+            },
+            headers=retry_after,
+        )
 
 
 def _inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.utils import timezone
 
 from jobqueue import files, services
-from jobqueue.models import Job, MediaObject
+from jobqueue.models import Job, MediaObject, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+# Heartbeat rows of workers that vanished without a clean stop stay visible this long.
+STALE_HEARTBEAT_KEPT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class CleanupReport:
 
 def run_cleanup(*, actor: str) -> CleanupReport:
     """One pass over everything that has expired."""
+    WorkerHeartbeat.objects.filter(last_seen_at__lt=timezone.now() - STALE_HEARTBEAT_KEPT).delete()
     report = CleanupReport(
         jobs_timed_out=services.timeout_expired_jobs(finalized_by=actor, limit=BATCH),
         media_removed=purge_expired_media(),

@@ -68,6 +68,9 @@ class Job(models.Model):
     attempt_count = models.PositiveSmallIntegerField(default=0)
     # Fencing: each acquisition gets a new token; only its holder may finalize the job.
     lease_token = models.UUIDField(null=True, blank=True)
+    # The holder renews the lease while it works; a lapsed lease means the worker is gone and
+    # another one may take the job over (with a new token).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     worker_id = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:
@@ -77,6 +80,12 @@ class Job(models.Model):
                 fields=["created_at"],
                 name="job_ready_idx",
                 condition=Q(status="pending", is_finalized=False),
+            ),
+            # Taking over jobs whose worker vanished: processing, unfinalized, by lease expiry.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="job_leased_idx",
+                condition=Q(status="processing", is_finalized=False),
             ),
             # The reaper: unfinalized jobs by deadline.
             models.Index(
@@ -117,6 +126,7 @@ class ProcessingLog(models.Model):
         PROVIDER_EVENT = "provider_event", "Provider event"
         FINALIZED = "finalized", "Finalized"
         LATE_RESULT_IGNORED = "late_result_ignored", "Late result ignored"
+        RELEASED = "released", "Released to the queue"
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="logs")
     event = models.CharField(max_length=32, choices=Event.choices)
@@ -145,3 +155,20 @@ class MediaObject(models.Model):
 
     def __str__(self) -> str:
         return f"media {self.id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per run_workers process: alive while `last_seen_at` is recent."""
+
+    worker_id = models.CharField(primary_key=True, max_length=128)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    concurrency = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+    # What it is doing right now: ids of the jobs it holds.
+    current_job_ids = models.JSONField(default=list)
+    is_stopping = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"worker {self.worker_id}"

@@ -15,12 +15,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import Count, F
 from django.utils import timezone
 
 from jobqueue import deadlines, files
-from jobqueue.models import FailureReason, Job, JobStatus, MediaObject, ProcessingLog
+from jobqueue.models import (
+    FailureReason,
+    Job,
+    JobStatus,
+    MediaObject,
+    ProcessingLog,
+    WorkerHeartbeat,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,32 +113,70 @@ def enqueue_job(
     return job
 
 
-def acquire_jobs(*, worker_id: str, limit: int) -> list[Job]:
-    """Take up to `limit` pending jobs whose deadline is ahead, oldest first, for this worker.
+@dataclass(frozen=True)
+class ConcurrencyLimits:
+    """Caps on jobs processing at once across all worker processes and machines."""
 
-    On PostgreSQL the rows are locked with FOR UPDATE SKIP LOCKED, so concurrent workers take
-    disjoint sets. On SQLite the transaction is IMMEDIATE (see settings): it holds the database's
-    write lock from its first statement, so select-then-update is an atomic compare-and-set.
+    per_provider: Mapping[str, int]
+    total: int = 0  # 0: no global cap
+
+    @property
+    def any(self) -> bool:
+        return bool(self.per_provider) or self.total > 0
+
+
+NO_LIMITS = ConcurrencyLimits(per_provider={})
+DEFAULT_LEASE = timedelta(seconds=8)
+
+# Key of the PostgreSQL advisory lock that serializes acquisitions while caps are configured.
+_ACQUIRE_LOCK_KEY = 0x70686F746F  # "photo"
+
+
+def acquire_jobs(
+    *,
+    worker_id: str,
+    limit: int,
+    lease: timedelta = DEFAULT_LEASE,
+    limits: ConcurrencyLimits = NO_LIMITS,
+) -> list[Job]:
+    """Take up to `limit` jobs whose deadline is ahead, oldest first, under a fresh lease.
+
+    Jobs whose previous holder's lease lapsed (the worker died) are taken over before pending
+    ones. On PostgreSQL the rows are locked with FOR UPDATE SKIP LOCKED, so concurrent workers
+    take disjoint sets. On SQLite the transaction is IMMEDIATE (see settings): it holds the
+    database's write lock from its first statement, so select-then-update is an atomic
+    compare-and-set. With concurrency caps, acquisitions are serialized (an advisory lock on
+    PostgreSQL) so that counting running jobs and taking new ones cannot interleave.
     """
     if limit <= 0:
         return []
-    now = timezone.now()
     token = uuid.uuid4()
     with transaction.atomic():
-        ids = list(
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(status=JobStatus.PENDING, is_finalized=False, expires_at__gt=now)
-            .order_by("created_at")
-            .values_list("id", flat=True)[:limit]
+        if limits.any and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ACQUIRE_LOCK_KEY])
+        now = timezone.now()
+        ready = Job.objects.select_for_update(skip_locked=True).filter(
+            is_finalized=False, expires_at__gt=now
         )
+        lapsed = ready.filter(status=JobStatus.PROCESSING, lease_expires_at__lt=now)
+        pending = ready.filter(status=JobStatus.PENDING)
+        # Candidates beyond `limit` only matter when caps may skip some of them.
+        fetch = limit * 4 if limits.any else limit
+        candidates = [
+            *lapsed.order_by("created_at").values_list("id", "provider_id")[:fetch],
+            *pending.order_by("created_at").values_list("id", "provider_id")[:fetch],
+        ]
+        ids = _within_limits(candidates, limit=limit, limits=limits, now=now)
         if not ids:
             return []
         # The SELECT may have waited for locks: jobs committed meanwhile must not look picked
         # up before they were queued.
         now = timezone.now()
-        Job.objects.filter(id__in=ids, status=JobStatus.PENDING, is_finalized=False).update(
+        Job.objects.filter(id__in=ids, is_finalized=False).update(
             status=JobStatus.PROCESSING,
             lease_token=token,
+            lease_expires_at=now + lease,
             worker_id=worker_id,
             started_at=now,
             attempt_count=F("attempt_count") + 1,
@@ -154,6 +199,94 @@ def acquire_jobs(*, worker_id: str, limit: int) -> list[Job]:
             ]
         )
     return jobs
+
+
+def _within_limits(
+    candidates: list[tuple[uuid.UUID, str]],
+    *,
+    limit: int,
+    limits: ConcurrencyLimits,
+    now: datetime,
+) -> list[uuid.UUID]:
+    """The first `limit` candidates that fit under the per-provider and total caps."""
+    if not limits.any:
+        return [job_id for job_id, _ in candidates[:limit]]
+    running = dict(
+        Job.objects.filter(
+            status=JobStatus.PROCESSING, is_finalized=False, lease_expires_at__gte=now
+        )
+        .values_list("provider_id")
+        .annotate(count=Count("id"))
+        .values_list("provider_id", "count")
+    )
+    room_total = limits.total - sum(running.values()) if limits.total else limit
+    chosen: list[uuid.UUID] = []
+    for job_id, provider_id in candidates:
+        if len(chosen) >= min(limit, room_total):
+            break
+        cap = limits.per_provider.get(provider_id)
+        if cap is not None and running.get(provider_id, 0) >= cap:
+            continue
+        chosen.append(job_id)
+        running[provider_id] = running.get(provider_id, 0) + 1
+    return chosen
+
+
+def renew_leases(*, jobs: list[Job], lease: timedelta = DEFAULT_LEASE) -> set[uuid.UUID]:
+    """Extend the leases this worker holds on running jobs. Returns the ids it still holds."""
+    if not jobs:
+        return set()
+    held = Job.objects.filter(
+        id__in=[job.id for job in jobs],
+        lease_token__in={job.lease_token for job in jobs},
+        is_finalized=False,
+    )
+    held.update(lease_expires_at=timezone.now() + lease)
+    return set(held.values_list("id", flat=True))
+
+
+def release_jobs(*, jobs: list[Job]) -> int:
+    """Give jobs back to the queue (shutdown): other workers take them while time remains."""
+    released = 0
+    for job in jobs:
+        with transaction.atomic():
+            changed = Job.objects.filter(
+                id=job.id, lease_token=job.lease_token, is_finalized=False
+            ).update(
+                status=JobStatus.PENDING,
+                lease_token=None,
+                lease_expires_at=None,
+                worker_id="",
+                updated_at=timezone.now(),
+            )
+            if changed:
+                record_event(job.id, ProcessingLog.Event.RELEASED, {"worker_id": job.worker_id})
+        released += changed
+    return released
+
+
+def record_heartbeat(
+    *, worker_id: str, concurrency: int, job_ids: list[uuid.UUID], is_stopping: bool
+) -> None:
+    """Note that this worker is alive and what it is doing."""
+    now = timezone.now()
+    host, _, pid = worker_id.rpartition(":")
+    fields = {
+        "hostname": host or worker_id,
+        "pid": int(pid) if pid.isdigit() else 0,
+        "concurrency": concurrency,
+        "last_seen_at": now,
+        "current_job_ids": [str(job_id) for job_id in job_ids],
+        "is_stopping": is_stopping,
+    }
+    WorkerHeartbeat.objects.update_or_create(
+        worker_id=worker_id, defaults=fields, create_defaults={**fields, "started_at": now}
+    )
+
+
+def forget_worker(*, worker_id: str) -> None:
+    """A worker that stopped cleanly removes its heartbeat row."""
+    WorkerHeartbeat.objects.filter(worker_id=worker_id).delete()
 
 
 def finalize_success(

@@ -14,6 +14,8 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urljoin
 
@@ -41,31 +43,88 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class Worker:
-    """Runs up to `concurrency` jobs at once until `stop()` is called."""
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of retryable provider errors: at most `max_retries`, exponential backoff."""
 
-    def __init__(self, *, concurrency: int, worker_id: str | None = None):
-        if concurrency < 1:
+    max_retries: int = 2
+    backoff_seconds: float = 1.0
+
+    def delay_before(self, retry_number: int) -> float:
+        return self.backoff_seconds * (2 ** (retry_number - 1))
+
+
+NO_RETRIES = RetryPolicy(max_retries=0)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker behaves; `from_settings()` reads the deployment's settings."""
+
+    concurrency: int
+    lease: timedelta = services.DEFAULT_LEASE
+    heartbeat_seconds: float = 2.0
+    poll_seconds: float = 0.2
+    cleanup_seconds: float = 5.0
+    shutdown_grace_seconds: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: services.ConcurrencyLimits = services.NO_LIMITS
+
+    @classmethod
+    def from_settings(cls, *, concurrency: int | None = None) -> WorkerConfig:
+        return cls(
+            concurrency=concurrency or settings.WORKER_CONCURRENCY,
+            lease=timedelta(seconds=settings.WORKER_LEASE_SECONDS),
+            heartbeat_seconds=settings.WORKER_HEARTBEAT_SECONDS,
+            poll_seconds=settings.WORKER_POLL_SECONDS,
+            cleanup_seconds=settings.WORKER_REAP_SECONDS,
+            shutdown_grace_seconds=settings.WORKER_SHUTDOWN_GRACE_SECONDS,
+            retry=RetryPolicy(
+                max_retries=settings.PROVIDER_MAX_RETRIES,
+                backoff_seconds=settings.PROVIDER_RETRY_BACKOFF_SECONDS,
+            ),
+            limits=services.ConcurrencyLimits(
+                per_provider=dict(settings.PROVIDER_CONCURRENCY),
+                total=settings.WORKER_GLOBAL_CONCURRENCY,
+            ),
+        )
+
+
+class Worker:
+    """Runs up to `concurrency` jobs at once until `stop()` is called.
+
+    The main thread claims jobs and runs the periodic cleanup; a heartbeat thread records that
+    the worker is alive and renews the leases of its running jobs; a pool of threads runs them.
+    """
+
+    def __init__(self, config: WorkerConfig, *, worker_id: str | None = None):
+        if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.concurrency = concurrency
+        self.config = config
+        self.concurrency = config.concurrency
         self.worker_id = worker_id or default_worker_id()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
-        self._in_flight: set[Future[None]] = set()
+        self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="job")
+        self._in_flight: dict[Future[None], Job] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._last_reap = 0.0
+        self._finished = threading.Event()
+        self._last_cleanup = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop taking new jobs; in-flight jobs run to their end."""
+        """Stop taking new jobs; running jobs get the shutdown grace period to finish."""
         self._stopping.set()
         self._wake.set()
 
-    def run_forever(self) -> None:
+    def run_forever(self) -> bool:
+        """Work until stop(). Returns True if every running job ended within the grace period."""
         logger.info(
             "worker started", extra={"worker_id": self.worker_id, "concurrency": self.concurrency}
         )
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._beat()
+        heartbeat.start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -75,56 +134,104 @@ class Worker:
                     close_old_connections()
                     self._stopping.wait(1.0)
                     continue
-                self._wake.wait(settings.WORKER_POLL_SECONDS)
+                self._wake.wait(self.config.poll_seconds)
                 self._wake.clear()
+            return self._shut_down()
         finally:
-            self._pool.shutdown(wait=True)
+            self._finished.set()
             close_old_connections()
-            logger.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def _shut_down(self) -> bool:
+        self._beat()
+        all_done = self.wait_idle(self.config.shutdown_grace_seconds)
+        with self._lock:
+            unfinished = list(self._in_flight.values())
+        if unfinished:
+            released = services.release_jobs(jobs=unfinished)
+            logger.warning(
+                "grace period over: jobs released to the queue",
+                extra={"worker_id": self.worker_id, "released": released},
+            )
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        services.forget_worker(worker_id=self.worker_id)
+        logger.info("worker stopped", extra={"worker_id": self.worker_id})
+        return all_done
 
     def run_once(self) -> int:
         """Claim as many jobs as there are free slots and start them. Returns how many."""
-        self._reap_if_due()
+        self._cleanup_if_due()
         with self._lock:
             free = self.concurrency - len(self._in_flight)
         if free <= 0 or self._stopping.is_set():
             return 0
-        jobs = services.acquire_jobs(worker_id=self.worker_id, limit=free)
+        jobs = services.acquire_jobs(
+            worker_id=self.worker_id, limit=free, lease=self.config.lease, limits=self.config.limits
+        )
         close_old_connections()
         for job in jobs:
-            future = self._pool.submit(self._process_safely, job)
             with self._lock:
-                self._in_flight.add(future)
+                future = self._pool.submit(self._process_safely, job)
+                self._in_flight[future] = job
             future.add_done_callback(self._job_done)
         return len(jobs)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until no job is in flight (tests and shutdown). True if idle in time."""
+        """Wait until no job is in flight. True if idle in time."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        while True:
             with self._lock:
                 if not self._in_flight:
                     return True
-            time.sleep(0.01)
-        return False
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.02)
 
     def _job_done(self, future: Future[None]) -> None:
         with self._lock:
-            self._in_flight.discard(future)
+            self._in_flight.pop(future, None)
         self._wake.set()  # a slot is free: look for the next job at once
 
-    def _reap_if_due(self) -> None:
+    def _cleanup_if_due(self) -> None:
         now = time.monotonic()
-        if now - self._last_reap < settings.WORKER_REAP_SECONDS:
+        if now - self._last_cleanup < self.config.cleanup_seconds:
             return
-        self._last_reap = now
+        self._last_cleanup = now
         run_cleanup(actor=f"reaper:{self.worker_id}")
+
+    # --- heartbeat ---------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        while not self._finished.wait(self.config.heartbeat_seconds):
+            try:
+                self._beat()
+            except Exception:
+                logger.warning(
+                    "heartbeat failed", extra={"worker_id": self.worker_id}, exc_info=True
+                )
+            finally:
+                close_old_connections()
+
+    def _beat(self) -> None:
+        with self._lock:
+            running = list(self._in_flight.values())
+        held = services.renew_leases(jobs=running, lease=self.config.lease)
+        lost = [job.id for job in running if job.id not in held]
+        if lost:
+            # Finalized meanwhile (e.g. timed out) or taken over: their results will be refused.
+            logger.info(
+                "jobs no longer held", extra={"worker_id": self.worker_id, "count": len(lost)}
+            )
+        services.record_heartbeat(
+            worker_id=self.worker_id,
+            concurrency=self.concurrency,
+            job_ids=[job.id for job in running],
+            is_stopping=self._stopping.is_set(),
+        )
 
     # --- one job -----------------------------------------------------------------------------
     def _process_safely(self, job: Job) -> None:
         assert job.lease_token is not None, "only acquired jobs are processed"
         try:
-            process_job(job, worker_id=self.worker_id)
+            process_job(job, retry=self.config.retry)
         except Exception:
             logger.exception("job processing crashed", extra={"job_id": str(job.id)})
             try:
@@ -140,8 +247,8 @@ class Worker:
             close_old_connections()
 
 
-def process_job(job: Job, *, worker_id: str) -> None:
-    """Run one acquired job through its provider and finalize it."""
+def process_job(job: Job, *, retry: RetryPolicy = NO_RETRIES) -> None:
+    """Run one acquired job through its provider (retrying what may succeed) and finalize it."""
     lease_token = job.lease_token
     assert lease_token is not None, "process_job needs an acquired job"
     request = ProviderRequest(
@@ -160,38 +267,59 @@ def process_job(job: Job, *, worker_id: str) -> None:
             job.id, ProcessingLog.Event.PROVIDER_EVENT, {"event": event, **details}
         ),
     )
-    started = time.monotonic()
-    try:
-        result = get_provider(job.provider_id).run(request)
-    except ProviderDeadlineExceeded as error:
-        _log_provider_call(job, started, outcome="timeout", detail=error.message)
-        services.finalize_failure(
-            job=job, lease_token=lease_token, reason=FailureReason.TIMEOUT, detail=error.message
-        )
+    retries = 0
+    while True:
+        started = time.monotonic()
+        try:
+            result = get_provider(job.provider_id).run(request)
+        except ProviderDeadlineExceeded as error:
+            _log_provider_call(job, started, outcome="timeout", detail=error.message)
+            services.finalize_failure(
+                job=job, lease_token=lease_token, reason=FailureReason.TIMEOUT, detail=error.message
+            )
+            return
+        except SettingsInvalid as error:
+            # The snapshot no longer fits the provider's declaration (e.g. the provider changed).
+            _log_provider_call(
+                job, started, outcome="error", detail=str(error), code="invalid_settings"
+            )
+            services.finalize_failure(
+                job=job,
+                lease_token=lease_token,
+                reason=FailureReason.PROVIDER_ERROR,
+                detail=f"invalid_settings: {error}",
+            )
+            return
+        except ProviderError as error:
+            delay = retry.delay_before(retries + 1)
+            if (
+                error.retryable
+                and retries < retry.max_retries
+                and (request.remaining_seconds() > delay)
+            ):
+                retries += 1
+                _log_provider_call(
+                    job,
+                    started,
+                    outcome="retry",
+                    detail=error.message,
+                    code=error.code,
+                    retry=retries,
+                    backoff_ms=int(delay * 1000),
+                )
+                time.sleep(delay)
+                continue
+            _log_provider_call(job, started, outcome="error", detail=error.message, code=error.code)
+            services.finalize_failure(
+                job=job,
+                lease_token=lease_token,
+                reason=FailureReason.PROVIDER_ERROR,
+                detail=f"{error.code}: {error.message}",
+            )
+            return
+        _log_provider_call(job, started, outcome="success", retries=retries)
+        _store_and_finalize(job, lease_token, result)
         return
-    except SettingsInvalid as error:
-        # The snapshot no longer fits the provider's declaration (e.g. the provider changed).
-        _log_provider_call(
-            job, started, outcome="error", detail=str(error), code="invalid_settings"
-        )
-        services.finalize_failure(
-            job=job,
-            lease_token=lease_token,
-            reason=FailureReason.PROVIDER_ERROR,
-            detail=f"invalid_settings: {error}",
-        )
-        return
-    except ProviderError as error:
-        _log_provider_call(job, started, outcome="error", detail=error.message, code=error.code)
-        services.finalize_failure(
-            job=job,
-            lease_token=lease_token,
-            reason=FailureReason.PROVIDER_ERROR,
-            detail=f"{error.code}: {error.message}",
-        )
-        return
-    _log_provider_call(job, started, outcome="success")
-    _store_and_finalize(job, lease_token, result)
 
 
 def _store_and_finalize(job: Job, lease_token: uuid.UUID, result: ProviderResult) -> None:

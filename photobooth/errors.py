@@ -56,6 +56,10 @@ class UnsupportedMediaType(PhotoboothError):
     status, code, message = 415, "unsupported_media_type", "This image type is not supported."
 
 
+class TooManyRequests(PhotoboothError):
+    status, code, message = 429, "too_many_requests", "Too many requests, try again shortly."
+
+
 class ServiceUnavailable(PhotoboothError):
     status, code, message = 503, "service_unavailable", "The service is unavailable, try again."
 

@@ -115,6 +115,12 @@ FILE_UPLOAD_PERMISSIONS = 0o600
 # Largest accepted photo. The request body may exceed it only by the multipart overhead below.
 INGEST_MAX_UPLOAD_BYTES = env.int("INGEST_MAX_UPLOAD_BYTES", default=15 * 1024 * 1024)
 INGEST_MAX_FORM_OVERHEAD_BYTES = 256 * 1024
+# Back-pressure: unfinished jobs allowed per slot and in total before ingest answers 429.
+INGEST_MAX_UNFINISHED_PER_SLOT = env.int("INGEST_MAX_UNFINISHED_PER_SLOT", default=20)
+INGEST_MAX_UNFINISHED_TOTAL = env.int("INGEST_MAX_UNFINISHED_TOTAL", default=200)
+INGEST_RETRY_AFTER_SECONDS = env.int("INGEST_RETRY_AFTER_SECONDS", default=5)
+# Refuse uploads (503) while no worker is alive, instead of holding the booth until the deadline.
+INGEST_REQUIRE_LIVE_WORKER = env.bool("INGEST_REQUIRE_LIVE_WORKER", default=True)
 # How often a waiting ingest request's per-process waiter looks for finished jobs.
 INGEST_WAIT_POLL_SECONDS = env.float("INGEST_WAIT_POLL_SECONDS", default=0.1)
 
@@ -124,8 +130,28 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 # --- Workers -----------------------------------------------------------------------------------
 WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=4)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=0.2)
-# How often run_workers finalizes jobs whose deadline passed while nobody was waiting for them.
+# How often run_workers finalizes jobs whose deadline passed while nobody was waiting for them
+# and removes expired files.
 WORKER_REAP_SECONDS = env.float("WORKER_REAP_SECONDS", default=5.0)
+# A worker holds each job under a lease it renews every heartbeat; a job whose lease lapsed
+# (worker killed, machine gone) is taken over by another worker. Takeover happens within
+# WORKER_LEASE_SECONDS + WORKER_POLL_SECONDS of the last renewal.
+WORKER_LEASE_SECONDS = env.float("WORKER_LEASE_SECONDS", default=8.0)
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=2.0)
+# Ingest answers 503 at once when no worker has sent a heartbeat for this long.
+WORKER_STALE_SECONDS = env.float("WORKER_STALE_SECONDS", default=10.0)
+# After SIGTERM, running jobs get this long to finish; the rest go back to the queue.
+WORKER_SHUTDOWN_GRACE_SECONDS = env.float("WORKER_SHUTDOWN_GRACE_SECONDS", default=30.0)
+# Caps on jobs processing at once across all worker processes: per provider ("gemini=8,…")
+# and in total (0 = no cap).
+PROVIDER_CONCURRENCY = {
+    name: int(value) for name, value in env.dict("PROVIDER_CONCURRENCY", default={}).items()
+}
+WORKER_GLOBAL_CONCURRENCY = env.int("WORKER_GLOBAL_CONCURRENCY", default=0)
+# Retries of retryable provider errors (429/5xx-like), with exponential backoff, never past the
+# job's deadline.
+PROVIDER_MAX_RETRIES = env.int("PROVIDER_MAX_RETRIES", default=2)
+PROVIDER_RETRY_BACKOFF_SECONDS = env.float("PROVIDER_RETRY_BACKOFF_SECONDS", default=1.0)
 
 # --- First start (`manage.py bootstrap`, run by `make run`) ------------------------------------
 # Used only when no admin account / no ingest password exists yet; empty means "generate one".

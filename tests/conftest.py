@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ingest.services import set_ingest_password
+from jobqueue.selectors import any_live_worker
 from tests.support.images import make_photo
-from tests.support.stack import ManagedProcess, WebServer, start_web, start_workers
+from tests.support.stack import ManagedProcess, WebServer, start_web, start_workers, wait_until
 
 INGEST_PASSWORD = "booth-secret-1234"
 
@@ -82,6 +84,8 @@ def stack(live_db: None, tmp_path: Path) -> Iterator[Stack]:
     """uvicorn + run_workers, started for one test and stopped after it."""
     workers = start_workers(tmp_path, concurrency=2)
     web = start_web(tmp_path)
+    # Ingest refuses uploads until a worker is alive: wait for its first heartbeat.
+    wait_until(lambda: any_live_worker(stale_after=timedelta(seconds=10)), timeout=30)
     running = Stack(web=web, workers=workers, log_dir=tmp_path)
     try:
         yield running

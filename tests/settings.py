@@ -25,4 +25,7 @@ TESTING_PROVIDER = "tests.support.providers.TestingProvider"
 PHOTOBOOTH_PROVIDERS = [*PHOTOBOOTH_PROVIDERS, TESTING_PROVIDER]
 
 INGEST_WAIT_POLL_SECONDS = 0.05
+# In-process ingest tests run without a worker process; tests of the liveness check turn it on.
+# Processes started by the tests (tests/support/stack.py) use the product's default: required.
+INGEST_REQUIRE_LIVE_WORKER = False
 WORKER_POLL_SECONDS = 0.05

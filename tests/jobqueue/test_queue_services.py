@@ -500,7 +500,7 @@ def test_worker_ignores_a_late_answer_and_keeps_no_result_file(
     timed_out = job_state(job)
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        process_job(job, worker_id="worker-a")
+        process_job(job)
 
     assert callbacks == []
     assert job_state(job) == timed_out

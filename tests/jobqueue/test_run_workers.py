@@ -6,6 +6,7 @@ import io
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -70,8 +71,9 @@ def is_ready(process: ManagedProcess) -> bool:
 
 
 def test_two_worker_processes_run_every_queued_job_exactly_once(
-    worker_processes: StartWorkers, ingest_password: str
+    worker_processes: StartWorkers, ingest_password: str, settings: Any
 ) -> None:
+    settings.INGEST_MAX_UNFINISHED_PER_SLOT = 100  # the burst is the point here
     sleeping_slot(0.05)
     first, second = worker_processes("workers-a"), worker_processes("workers-b")
     wait_until(lambda: is_ready(first) and is_ready(second), timeout=20)

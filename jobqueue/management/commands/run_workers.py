@@ -11,11 +11,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from jobqueue.worker import Worker
+from jobqueue.worker import Worker, WorkerConfig
 
 
 class Command(BaseCommand):
-    help = "Run the job workers. SIGTERM/SIGINT: stop taking jobs and finish the running ones."
+    help = (
+        "Run the job workers. SIGTERM/SIGINT: stop taking jobs, give running ones the grace "
+        "period (WORKER_SHUTDOWN_GRACE_SECONDS), release the rest; a second signal exits at once."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -27,7 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--worker-id", default=None, help="Name shown in logs and job rows.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        worker = Worker(concurrency=options["concurrency"], worker_id=options["worker_id"])
+        worker = Worker(
+            WorkerConfig.from_settings(concurrency=options["concurrency"]),
+            worker_id=options["worker_id"],
+        )
         signals_seen = 0
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -46,4 +52,9 @@ class Command(BaseCommand):
             f"workers running: id={worker.worker_id} concurrency={worker.concurrency}"
         )
         self.stdout.flush()
-        worker.run_forever()
+        if not worker.run_forever():
+            # Jobs still running after the grace period were released to the queue; their
+            # threads cannot be interrupted, so leave without waiting for them.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
