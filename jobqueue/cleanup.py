@@ -22,31 +22,53 @@ BATCH = 500
 STALE_HEARTBEAT_KEPT = timedelta(days=1)
 
 
+# A file no row refers to is an orphan once it is this old: a process died between writing it
+# and committing its row (payload before the job insert, result before finalization). Far
+# longer than any job lives, so a file about to be referenced is never taken.
+ORPHAN_MIN_AGE = timedelta(minutes=10)
+ORPHAN_FOLDERS = ("payloads", "results", "media")
+
+
 @dataclass(frozen=True)
 class CleanupReport:
     jobs_timed_out: int
     media_removed: int
     results_removed: int
+    orphans_removed: int = 0
 
 
-def run_cleanup(*, actor: str) -> CleanupReport:
-    """One pass over everything that has expired."""
+def run_cleanup(*, actor: str, sweep_orphans: bool = False) -> CleanupReport:
+    """One pass over everything that has expired; optionally also over orphaned files."""
     WorkerHeartbeat.objects.filter(last_seen_at__lt=timezone.now() - STALE_HEARTBEAT_KEPT).delete()
     report = CleanupReport(
         jobs_timed_out=services.timeout_expired_jobs(finalized_by=actor, limit=BATCH),
         media_removed=purge_expired_media(),
         results_removed=purge_expired_results(),
+        orphans_removed=sweep_orphan_files(min_age=ORPHAN_MIN_AGE) if sweep_orphans else 0,
     )
-    if any((report.jobs_timed_out, report.media_removed, report.results_removed)):
-        logger.info(
-            "cleanup",
-            extra={
-                "jobs_timed_out": report.jobs_timed_out,
-                "media_removed": report.media_removed,
-                "results_removed": report.results_removed,
-            },
-        )
+    if any(vars(report).values()):
+        logger.info("cleanup", extra={"actor": actor, **vars(report)})
     return report
+
+
+def sweep_orphan_files(*, min_age: timedelta) -> int:
+    """Delete job files older than `min_age` that no job or media row refers to."""
+    cutoff = timezone.now() - min_age
+    removed = 0
+    for folder in ORPHAN_FOLDERS:
+        old = [path for path in files.walk(folder) if files.modified_at(path) < cutoff]
+        for start in range(0, len(old), BATCH):
+            batch = old[start : start + BATCH]
+            referenced = {
+                *Job.objects.filter(payload_path__in=batch).values_list("payload_path", flat=True),
+                *Job.objects.filter(result_path__in=batch).values_list("result_path", flat=True),
+                *MediaObject.objects.filter(path__in=batch).values_list("path", flat=True),
+            }
+            for path in batch:
+                if path not in referenced:
+                    files.delete_quietly(path)
+                    removed += 1
+    return removed
 
 
 def purge_expired_media() -> int:

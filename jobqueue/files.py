@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO
 
 from django.core.files.base import ContentFile, File
@@ -69,6 +71,22 @@ def open_file(path: str) -> IO[bytes]:
 
 def exists(path: str) -> bool:
     return bool(path) and default_storage.exists(path)
+
+
+def walk(folder: str) -> Iterator[str]:
+    """Every stored file's name under `folder`, recursively."""
+    try:
+        directories, names = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        yield f"{folder}/{name}"
+    for directory in directories:
+        yield from walk(f"{folder}/{directory}")
+
+
+def modified_at(path: str) -> datetime:
+    return default_storage.get_modified_time(path)
 
 
 def delete_quietly(path: str) -> None:

@@ -66,6 +66,7 @@ class WorkerConfig:
     heartbeat_seconds: float = 2.0
     poll_seconds: float = 0.2
     cleanup_seconds: float = 5.0
+    orphan_sweep_seconds: float = 600.0
     shutdown_grace_seconds: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     limits: services.ConcurrencyLimits = services.NO_LIMITS
@@ -78,6 +79,7 @@ class WorkerConfig:
             heartbeat_seconds=settings.WORKER_HEARTBEAT_SECONDS,
             poll_seconds=settings.WORKER_POLL_SECONDS,
             cleanup_seconds=settings.WORKER_REAP_SECONDS,
+            orphan_sweep_seconds=settings.WORKER_ORPHAN_SWEEP_SECONDS,
             shutdown_grace_seconds=settings.WORKER_SHUTDOWN_GRACE_SECONDS,
             retry=RetryPolicy(
                 max_retries=settings.PROVIDER_MAX_RETRIES,
@@ -110,6 +112,7 @@ class Worker:
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._last_cleanup = 0.0
+        self._last_orphan_sweep = time.monotonic()  # not at start-up: a sweep walks the disk
 
     # --- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -196,7 +199,10 @@ class Worker:
         if now - self._last_cleanup < self.config.cleanup_seconds:
             return
         self._last_cleanup = now
-        run_cleanup(actor=f"reaper:{self.worker_id}")
+        sweep = now - self._last_orphan_sweep >= self.config.orphan_sweep_seconds
+        if sweep:
+            self._last_orphan_sweep = now
+        run_cleanup(actor=f"reaper:{self.worker_id}", sweep_orphans=sweep)
 
     # --- heartbeat ---------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:

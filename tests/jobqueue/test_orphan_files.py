@@ -1,0 +1,57 @@
+"""Files a killed process left behind (written, never referenced) are swept; nothing else is."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.files.storage import default_storage
+
+from jobqueue import files
+from jobqueue.cleanup import ORPHAN_MIN_AGE, sweep_orphan_files
+from tests.jobqueue.test_queue_services import enqueue, store_payload
+
+pytestmark = pytest.mark.django_db
+
+
+def age(path: str, by: timedelta) -> None:
+    """Make a stored file look older (its modification time), as the disk would after a while."""
+    when = time.time() - by.total_seconds()
+    os.utime(default_storage.path(path), (when, when))
+
+
+def orphan(kind: str) -> str:
+    return files.store_bytes(
+        kind=kind, stem=str(uuid.uuid4()), mime="image/jpeg", data=b"\xff\xd8\xff" + b"0" * 64
+    ).path
+
+
+def test_old_files_no_row_refers_to_are_swept_and_referenced_ones_are_kept() -> None:
+    queued = enqueue()
+    age(queued.payload_path, ORPHAN_MIN_AGE * 2)
+    old_orphans = [orphan("payloads"), orphan("results"), orphan("media")]
+    for path in old_orphans:
+        age(path, ORPHAN_MIN_AGE * 2)
+    young_orphan = orphan("results")  # maybe a result about to be finalized: not touched
+
+    removed = sweep_orphan_files(min_age=ORPHAN_MIN_AGE)
+
+    assert removed == 3
+    assert not any(files.exists(path) for path in old_orphans)
+    assert files.exists(queued.payload_path)
+    assert files.exists(young_orphan)
+
+
+def test_template_files_are_never_swept() -> None:
+    template = files.store_bytes(
+        kind="templates", stem=str(uuid.uuid4()), mime="image/png", data=b"\x89PNG\r\n\x1a\n"
+    )
+    age(template.path, ORPHAN_MIN_AGE * 100)
+    store_payload()  # something else in the store
+
+    sweep_orphan_files(min_age=ORPHAN_MIN_AGE)
+
+    assert files.exists(template.path)
