@@ -1,7 +1,8 @@
 """Removing what has expired: jobs past their deadline, temporary media, results past retention.
 
 Run by `run_workers` every WORKER_REAP_SECONDS and on demand by `manage.py cleanup`. Job rows and
-their processing logs are kept: they feed the statistics.
+their processing logs feed the statistics: they are kept for JOB_HISTORY_DAYS (90 by default)
+after the job finalized, then deleted together.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from jobqueue import files, services
@@ -35,9 +37,12 @@ class CleanupReport:
     media_removed: int
     results_removed: int
     orphans_removed: int = 0
+    history_removed: int = 0
 
 
-def run_cleanup(*, actor: str, sweep_orphans: bool = False) -> CleanupReport:
+def run_cleanup(
+    *, actor: str, sweep_orphans: bool = False, history: timedelta | None = None
+) -> CleanupReport:
     """One pass over everything that has expired; optionally also over orphaned files."""
     WorkerHeartbeat.objects.filter(last_seen_at__lt=timezone.now() - STALE_HEARTBEAT_KEPT).delete()
     report = CleanupReport(
@@ -45,10 +50,25 @@ def run_cleanup(*, actor: str, sweep_orphans: bool = False) -> CleanupReport:
         media_removed=purge_expired_media(),
         results_removed=purge_expired_results(),
         orphans_removed=sweep_orphan_files(min_age=ORPHAN_MIN_AGE) if sweep_orphans else 0,
+        history_removed=purge_old_history(
+            keep=history or timedelta(days=settings.JOB_HISTORY_DAYS)
+        ),
     )
     if any(vars(report).values()):
         logger.info("cleanup", extra={"actor": actor, **vars(report)})
     return report
+
+
+def purge_old_history(*, keep: timedelta) -> int:
+    """Delete finalized jobs (and their logs) older than `keep` whose result file is gone."""
+    old = list(
+        Job.objects.filter(
+            is_finalized=True, finalized_at__lt=timezone.now() - keep, result_path=""
+        ).values_list("id", flat=True)[:BATCH]
+    )
+    if old:
+        Job.objects.filter(id__in=old).delete()
+    return len(old)
 
 
 def sweep_orphan_files(*, min_age: timedelta) -> int:

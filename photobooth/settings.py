@@ -133,6 +133,8 @@ WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=0.2)
 # How often run_workers finalizes jobs whose deadline passed while nobody was waiting for them
 # and removes expired files.
 WORKER_REAP_SECONDS = env.float("WORKER_REAP_SECONDS", default=5.0)
+# Finished jobs and their processing logs (the statistics' source) are kept this many days.
+JOB_HISTORY_DAYS = env.int("JOB_HISTORY_DAYS", default=90)
 # How often run_workers looks for orphaned files (left by a process killed mid-write).
 WORKER_ORPHAN_SWEEP_SECONDS = env.float("WORKER_ORPHAN_SWEEP_SECONDS", default=600.0)
 # A worker holds each job under a lease it renews every heartbeat; a job whose lease lapsed

@@ -55,3 +55,25 @@ def test_template_files_are_never_swept() -> None:
     sweep_orphan_files(min_age=ORPHAN_MIN_AGE)
 
     assert files.exists(template.path)
+
+
+def test_job_history_is_kept_for_its_retention_then_deleted_with_its_logs() -> None:
+    from django.utils import timezone
+
+    from jobqueue.cleanup import purge_old_history
+    from jobqueue.models import Job, ProcessingLog
+
+    old, recent = enqueue(), enqueue()
+    for job, days in ((old, 91), (recent, 89)):
+        Job.objects.filter(id=job.id).update(
+            is_finalized=True,
+            failure_reason="provider_error",
+            payload_path="",
+            finalized_at=timezone.now() - timedelta(days=days),
+        )
+
+    assert purge_old_history(keep=timedelta(days=90)) == 1
+
+    assert not Job.objects.filter(id=old.id).exists()
+    assert not ProcessingLog.objects.filter(job_id=old.id).exists()
+    assert Job.objects.filter(id=recent.id).exists()
