@@ -192,7 +192,9 @@ class IngestUpload:
     received_at: datetime
 
 
-def accept_photo(upload: IngestUpload, *, max_upload_bytes: int) -> Job:
+def accept_photo(
+    upload: IngestUpload, *, max_upload_bytes: int, job_id: uuid.UUID | None = None
+) -> Job:
     """Check an ingest request, store the photo and queue its job. Raises PhotoboothError."""
     if upload.photo is None or upload.photo_size == 0:
         raise BadRequest(
@@ -230,7 +232,7 @@ def accept_photo(upload: IngestUpload, *, max_upload_bytes: int) -> Job:
             details={"mime": mime, "accepted": sorted(provider.accepted_mimes)},
         )
     configuration = job_configuration(slot)
-    job_id = uuid.uuid4()
+    job_id = job_id or uuid.uuid4()
     stored = files.store_stream(kind="payloads", stem=str(job_id), mime=mime, stream=upload.photo)
     integrity = _integrity(upload.fields.get("hash"), stored)
     try:

@@ -21,7 +21,7 @@ from ingest.services import FILE_FIELD, PASSWORD_FIELD, IngestUpload, accept_pho
 from jobqueue import files
 from jobqueue.models import FailureReason, Job, MediaObject
 from jobqueue.services import finalize_expired
-from jobqueue.waiter import waiter_for_this_loop
+from jobqueue.waiter import Registration, waiter_for_this_loop
 from photobooth.body_guard import RECEIVED_AT_SCOPE_KEY
 from photobooth.errors import (
     BadRequest,
@@ -50,8 +50,20 @@ async def ingest(request: HttpRequest, slot_id: str) -> HttpResponse:
     """Accept a photo, queue its job and answer with the result, or an error, by the deadline."""
     if request.method != "POST":
         return error_response(MethodNotAllowed(headers={"Allow": "POST"}))
+    job_id = uuid.uuid4()
+    # Registered before the job exists, so that no finalization can slip past the waiter.
+    registration = waiter_for_this_loop().register(job_id)
     try:
-        job = await sync_to_async(_accept)(request, slot_id)
+        return await _ingest_and_wait(request, slot_id, job_id, registration)
+    finally:
+        registration.cancel()
+
+
+async def _ingest_and_wait(
+    request: HttpRequest, slot_id: str, job_id: uuid.UUID, registration: Registration
+) -> HttpResponse:
+    try:
+        job = await sync_to_async(_accept)(request, slot_id, job_id)
     except PhotoboothError as error:
         logger.info(
             "ingest refused",
@@ -67,7 +79,7 @@ async def ingest(request: HttpRequest, slot_id: str) -> HttpResponse:
         logger.exception("ingest failed", extra={"slot_id": slot_id})
         return error_response(PhotoboothError())
     try:
-        await _wait_for_finalization(job)
+        await _wait_for_finalization(job, registration)
     except DatabaseError:
         # The deadline has been reached but the job could not be marked: the reaper will
         # finalize it as timeout. The booth still gets its answer in time.
@@ -76,12 +88,11 @@ async def ingest(request: HttpRequest, slot_id: str) -> HttpResponse:
     return await sync_to_async(_answer)(job.id)
 
 
-async def _wait_for_finalization(job: Job) -> None:
+async def _wait_for_finalization(job: Job, registration: Registration) -> None:
     """Return once the job is finalized — at the latest at its deadline, as a timeout."""
-    waiter = waiter_for_this_loop()
     while True:
         remaining = (job.expires_at - timezone.now()).total_seconds()
-        if await waiter.wait(job.id, timeout=remaining):
+        if await registration.wait(timeout=remaining):
             return
         if await sync_to_async(finalize_expired)(job=job, finalized_by="ingest"):
             return
@@ -97,10 +108,12 @@ def _deadline_reached(job: Job) -> DeadlineReached:
     )
 
 
-def _accept(request: HttpRequest, slot_id: str) -> Job:
+def _accept(request: HttpRequest, slot_id: str, job_id: uuid.UUID) -> Job:
     upload = _parse(request, slot_id)
     try:
-        return accept_photo(upload, max_upload_bytes=settings.INGEST_MAX_UPLOAD_BYTES)
+        return accept_photo(
+            upload, max_upload_bytes=settings.INGEST_MAX_UPLOAD_BYTES, job_id=job_id
+        )
     finally:
         if upload.photo is not None:
             upload.photo.close()

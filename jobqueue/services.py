@@ -28,6 +28,7 @@ from jobqueue.models import (
     ProcessingLog,
     WorkerHeartbeat,
 )
+from jobqueue.notifications import FINALIZED_CHANNEL, JOBS_CHANNEL, notify
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def enqueue_job(
                 ),
             ]
         )
+        notify(JOBS_CHANNEL)
     logger.info(
         "job queued",
         extra={"job_id": str(job.id), "slot_id": job.slot_id, "provider": job.provider_id},
@@ -261,6 +263,7 @@ def release_jobs(*, jobs: list[Job]) -> int:
             )
             if changed:
                 record_event(job.id, ProcessingLog.Event.RELEASED, {"worker_id": job.worker_id})
+                notify(JOBS_CHANNEL)
         released += changed
     return released
 
@@ -386,6 +389,7 @@ def _finalize(
         if job.started_at:
             details["processing_ms"] = _milliseconds(now - job.started_at)
         record_event(job.id, ProcessingLog.Event.FINALIZED, details)
+        notify(FINALIZED_CHANNEL, str(job.id))
         payload_path = job.payload_path
         transaction.on_commit(lambda: _release_job_files(job.id, payload_path))
     logger.info(

@@ -26,6 +26,7 @@ from django.utils import timezone
 from jobqueue import deadlines, files, services
 from jobqueue.cleanup import run_cleanup
 from jobqueue.models import FailureReason, Job, MediaObject, ProcessingLog
+from jobqueue.notifications import JOBS_CHANNEL, Listener, notifications_supported
 from providers.base import (
     InputImage,
     ProviderDeadlineExceeded,
@@ -128,8 +129,14 @@ class Worker:
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._beat()
         heartbeat.start()
+        listener = None
+        if notifications_supported():
+            # New jobs wake the claim loop at once; the poll below remains the safety net.
+            listener = Listener([JOBS_CHANNEL], on_notify=lambda *_: self._wake.set()).start()
         try:
             while not self._stopping.is_set():
+                # Cleared before looking, so a wake-up that arrives meanwhile is not lost.
+                self._wake.clear()
                 try:
                     self.run_once()
                 except Exception:  # keep serving: a database hiccup must not kill the worker
@@ -138,10 +145,11 @@ class Worker:
                     self._stopping.wait(1.0)
                     continue
                 self._wake.wait(self.config.poll_seconds)
-                self._wake.clear()
             return self._shut_down()
         finally:
             self._finished.set()
+            if listener is not None:
+                listener.stop()
             close_old_connections()
 
     def _shut_down(self) -> bool:

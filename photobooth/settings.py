@@ -121,8 +121,12 @@ INGEST_MAX_UNFINISHED_TOTAL = env.int("INGEST_MAX_UNFINISHED_TOTAL", default=200
 INGEST_RETRY_AFTER_SECONDS = env.int("INGEST_RETRY_AFTER_SECONDS", default=5)
 # Refuse uploads (503) while no worker is alive, instead of holding the booth until the deadline.
 INGEST_REQUIRE_LIVE_WORKER = env.bool("INGEST_REQUIRE_LIVE_WORKER", default=True)
-# How often a waiting ingest request's per-process waiter looks for finished jobs.
+# How often a web process looks up the jobs its requests wait for: on SQLite, and on PostgreSQL
+# while its notification listener is down.
 INGEST_WAIT_POLL_SECONDS = env.float("INGEST_WAIT_POLL_SECONDS", default=0.1)
+# On PostgreSQL waiting requests are woken by LISTEN/NOTIFY; this slower poll is the safety net.
+INGEST_WAIT_LISTEN = env.bool("INGEST_WAIT_LISTEN", default=True)
+INGEST_WAIT_FALLBACK_POLL_SECONDS = env.float("INGEST_WAIT_FALLBACK_POLL_SECONDS", default=1.0)
 
 # The externally reachable origin used to build public links (ingest URL, temporary media).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")

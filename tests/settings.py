@@ -28,4 +28,7 @@ INGEST_WAIT_POLL_SECONDS = 0.05
 # In-process ingest tests run without a worker process; tests of the liveness check turn it on.
 # Processes started by the tests (tests/support/stack.py) use the product's default: required.
 INGEST_REQUIRE_LIVE_WORKER = False
+# The pytest process itself polls: a listener thread would hold a connection to the test
+# database past its teardown. The server processes the tests start do LISTEN (product default).
+INGEST_WAIT_LISTEN = False
 WORKER_POLL_SECONDS = 0.05
