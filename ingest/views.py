@@ -6,7 +6,6 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_GET
 
 from ingest.services import FILE_FIELD, PASSWORD_FIELD, IngestUpload, accept_photo
 from jobqueue import files
+from jobqueue.connections import in_thread
 from jobqueue.models import FailureReason, Job, MediaObject
 from jobqueue.services import finalize_expired
 from jobqueue.waiter import Registration, waiter_for_this_loop
@@ -63,7 +63,7 @@ async def _ingest_and_wait(
     request: HttpRequest, slot_id: str, job_id: uuid.UUID, registration: Registration
 ) -> HttpResponse:
     try:
-        job = await sync_to_async(_accept)(request, slot_id, job_id)
+        job = await in_thread(_accept)(request, slot_id, job_id)
     except PhotoboothError as error:
         logger.info(
             "ingest refused",
@@ -85,7 +85,7 @@ async def _ingest_and_wait(
         # finalize it as timeout. The booth still gets its answer in time.
         logger.warning("could not finalize an expired job", extra={"job_id": str(job.id)})
         return error_response(_deadline_reached(job))
-    return await sync_to_async(_answer)(job.id)
+    return await in_thread(_answer)(job.id)
 
 
 async def _wait_for_finalization(job: Job, registration: Registration) -> None:
@@ -94,7 +94,7 @@ async def _wait_for_finalization(job: Job, registration: Registration) -> None:
         remaining = (job.expires_at - timezone.now()).total_seconds()
         if await registration.wait(timeout=remaining):
             return
-        if await sync_to_async(finalize_expired)(job=job, finalized_by="ingest"):
+        if await in_thread(finalize_expired)(job=job, finalized_by="ingest"):
             return
         if (job.expires_at - timezone.now()).total_seconds() <= 0:
             return  # expired yet not ours to finalize: someone else finalized it just now

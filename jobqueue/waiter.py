@@ -18,10 +18,9 @@ import threading
 import uuid
 import weakref
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
+from jobqueue.connections import in_thread
 from jobqueue.models import Job
 from jobqueue.notifications import FINALIZED_CHANNEL, Listener, notifications_supported
 
@@ -29,12 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def _finalized_among(job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    try:
-        return set(
-            Job.objects.filter(id__in=job_ids, is_finalized=True).values_list("id", flat=True)
-        )
-    finally:
-        close_old_connections()
+    return set(Job.objects.filter(id__in=job_ids, is_finalized=True).values_list("id", flat=True))
 
 
 class Registration:
@@ -127,7 +121,7 @@ class FinalizationWaiter:
             if not job_ids:
                 return
             try:
-                finished = await sync_to_async(_finalized_among)(job_ids)
+                finished = await in_thread(_finalized_among)(job_ids)
             except Exception:  # the database may be briefly away; keep waiting until deadlines
                 logger.warning("waiter could not read job states", exc_info=True)
                 finished = set()

@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import urljoin
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from jobqueue import deadlines, files, services
 from jobqueue.cleanup import run_cleanup
+from jobqueue.connections import release_connection
 from jobqueue.models import FailureReason, Job, MediaObject, ProcessingLog
 from jobqueue.notifications import JOBS_CHANNEL, Listener, notifications_supported
 from providers.base import (
@@ -38,6 +39,9 @@ from providers.base import (
 from providers.registry import get_provider
 
 logger = logging.getLogger(__name__)
+
+# Pause between attempts to record a finished job while the database is unavailable.
+FINALIZE_RETRY_SECONDS = 0.5
 
 
 def default_worker_id() -> str:
@@ -246,6 +250,14 @@ class Worker:
         assert job.lease_token is not None, "only acquired jobs are processed"
         try:
             process_job(job, retry=self.config.retry)
+        except DatabaseError:
+            # Not the job's fault: leave it. Its lease lapses and another attempt (or the
+            # reaper, past the deadline) takes it from there.
+            logger.warning(
+                "database unavailable while processing; the job will be taken over",
+                extra={"job_id": str(job.id)},
+                exc_info=True,
+            )
         except Exception:
             logger.exception("job processing crashed", extra={"job_id": str(job.id)})
             try:
@@ -283,6 +295,9 @@ def process_job(job: Job, *, retry: RetryPolicy = NO_RETRIES) -> None:
     )
     retries = 0
     while True:
+        # A provider call takes seconds: hold no database connection meanwhile, so that hundreds
+        # of running jobs need only a handful of connections.
+        release_connection()
         started = time.monotonic()
         try:
             result = get_provider(job.provider_id).run(request)
@@ -338,13 +353,26 @@ def process_job(job: Job, *, retry: RetryPolicy = NO_RETRIES) -> None:
 
 def _store_and_finalize(job: Job, lease_token: uuid.UUID, result: ProviderResult) -> None:
     stored = files.store_bytes(kind="results", stem=str(job.id), mime=result.mime, data=result.data)
-    won = services.finalize_success(
-        job=job,
-        lease_token=lease_token,
-        result=stored,
-        result_mime=result.mime,
-        provider_job_reference=result.provider_job_reference,
-    )
+    while True:
+        try:
+            won = services.finalize_success(
+                job=job,
+                lease_token=lease_token,
+                result=stored,
+                result_mime=result.mime,
+                provider_job_reference=result.provider_job_reference,
+            )
+            break
+        except DatabaseError:
+            # The result is in hand: keep trying to record it while the deadline allows.
+            release_connection()
+            if timezone.now() >= job.expires_at:
+                files.delete_quietly(stored.path)
+                raise
+            logger.warning(
+                "database unavailable, retrying finalization", extra={"job_id": str(job.id)}
+            )
+            time.sleep(FINALIZE_RETRY_SECONDS)
     if not won:
         # Finalized meanwhile (timeout at the deadline): a late answer changes nothing.
         files.delete_quietly(stored.path)
@@ -355,16 +383,21 @@ def _store_and_finalize(job: Job, lease_token: uuid.UUID, result: ProviderResult
 
 
 def _log_provider_call(job: Job, started: float, **details: Any) -> None:
-    services.record_event(
-        job.id,
-        ProcessingLog.Event.PROVIDER_CALL,
-        {
-            "provider": job.provider_id,
-            "operation": job.operation_id,
-            "duration_ms": int((time.monotonic() - started) * 1000),
-            **details,
-        },
-    )
+    try:
+        services.record_event(
+            job.id,
+            ProcessingLog.Event.PROVIDER_CALL,
+            {
+                "provider": job.provider_id,
+                "operation": job.operation_id,
+                "duration_ms": int((time.monotonic() - started) * 1000),
+                **details,
+            },
+        )
+    except DatabaseError:
+        # A lost log row must not cost the job its result.
+        release_connection()
+        logger.warning("could not log a provider call", extra={"job_id": str(job.id)})
 
 
 def publish_temporary_media(*, job: Job, image: InputImage) -> str:

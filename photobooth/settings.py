@@ -88,7 +88,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A small pool per process (psycopg_pool, Django's "pool" option). Code returns its
+    # connection as soon as it is done with the database (connection.close()), so hundreds of
+    # waiting requests and running jobs share a handful of connections.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_SIZE", default=10),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=1.5),
+    }
+    # A pooled connection broken by a database restart is replaced, not handed out.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
