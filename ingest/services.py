@@ -25,6 +25,7 @@ from jobqueue.selectors import any_live_worker, queue_load
 from jobqueue.services import JobConfiguration, StoredPayload, enqueue_job
 from photobooth.errors import (
     BadRequest,
+    DatabaseUnavailable,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -209,9 +210,7 @@ def accept_photo(
         slot = Slot.objects.filter(id=upload.slot_id, is_active=True).first()
         settings_row = IngestSettings.load()
     except DatabaseError as error:
-        raise ServiceUnavailable(
-            "The database is unavailable.", code="database_unavailable"
-        ) from error
+        raise DatabaseUnavailable() from error
     if slot is None:
         raise NotFound(
             f"No active slot '{upload.slot_id}'.",
@@ -256,9 +255,7 @@ def accept_photo(
         )
     except DatabaseError as error:
         files.delete_quietly(stored.path)
-        raise ServiceUnavailable(
-            "The database is unavailable.", code="database_unavailable"
-        ) from error
+        raise DatabaseUnavailable() from error
     except BaseException:
         files.delete_quietly(stored.path)
         raise

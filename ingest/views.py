@@ -25,12 +25,12 @@ from jobqueue.waiter import Registration, waiter_for_this_loop
 from photobooth.body_guard import RECEIVED_AT_SCOPE_KEY
 from photobooth.errors import (
     BadRequest,
+    DatabaseUnavailable,
     DeadlineReached,
     Gone,
     NotFound,
     PayloadTooLarge,
     PhotoboothError,
-    ServiceUnavailable,
     error_response,
 )
 
@@ -72,9 +72,7 @@ async def _ingest_and_wait(
         return error_response(error)
     except DatabaseError:
         logger.exception("ingest failed: database unavailable", extra={"slot_id": slot_id})
-        return error_response(
-            ServiceUnavailable("The database is unavailable.", code="database_unavailable")
-        )
+        return error_response(DatabaseUnavailable())
     except Exception:
         logger.exception("ingest failed", extra={"slot_id": slot_id})
         return error_response(PhotoboothError())
@@ -166,9 +164,7 @@ def _answer(job_id: uuid.UUID) -> HttpResponse:
         job = Job.objects.get(id=job_id)
     except DatabaseError:
         logger.exception("could not read a finished job", extra={"job_id": str(job_id)})
-        return error_response(
-            ServiceUnavailable("The database is unavailable.", code="database_unavailable")
-        )
+        return error_response(DatabaseUnavailable())
     if job.succeeded and files.exists(job.result_path):
         # The booth needs the whole image anyway; one buffer gives it a Content-Length.
         response = HttpResponse(files.read_bytes(job.result_path), content_type=job.result_mime)

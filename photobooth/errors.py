@@ -64,6 +64,16 @@ class ServiceUnavailable(PhotoboothError):
     status, code, message = 503, "service_unavailable", "The service is unavailable, try again."
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    code, message = "database_unavailable", "The database is unavailable, try again shortly."
+
+    def __init__(self, message: str | None = None, **kwargs: Any):
+        from django.conf import settings
+
+        kwargs.setdefault("headers", {"Retry-After": str(settings.INGEST_RETRY_AFTER_SECONDS)})
+        super().__init__(message, **kwargs)
+
+
 class DeadlineReached(PhotoboothError):
     status, code, message = 504, "timeout", "The photo was not processed in time."
 
