@@ -388,3 +388,35 @@ def test_ctrl_c_in_a_terminal_lets_the_workers_finish_the_job_in_flight(
 
     job.refresh_from_db()
     assert job.succeeded, (job.status, job.failure_reason, serve.log())
+
+
+def test_queue_status_shows_who_is_working_and_what_waits(db: None) -> None:
+    from jobqueue.models import WorkerHeartbeat
+
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        worker_id="booth-server:101",
+        hostname="booth-server",
+        pid=101,
+        concurrency=4,
+        started_at=now,
+        last_seen_at=now,
+        current_job_ids=["3f2c"],
+    )
+    WorkerHeartbeat.objects.create(
+        worker_id="old-server:7",
+        hostname="old-server",
+        pid=7,
+        concurrency=2,
+        started_at=now - timedelta(hours=1),
+        last_seen_at=now - timedelta(minutes=5),
+    )
+    out = io.StringIO()
+
+    call_command("queue_status", stdout=out)
+
+    text = out.getvalue()
+    assert "workers: 2" in text
+    assert "booth-server:101" in text and "alive" in text and "1/4 jobs: 3f2c" in text
+    assert "old-server:7" in text and "gone" in text
+    assert "unfinished jobs: 0 pending, 0 processing" in text
