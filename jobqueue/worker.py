@@ -116,6 +116,7 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._finished = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         self._last_cleanup = 0.0
         self._last_orphan_sweep = time.monotonic()  # not at start-up: a sweep walks the disk
 
@@ -130,9 +131,11 @@ class Worker:
         logger.info(
             "worker started", extra={"worker_id": self.worker_id, "concurrency": self.concurrency}
         )
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeat = threading.Thread(
+            target=self._heartbeat_loop, name="heartbeat", daemon=True
+        )
         self._beat()
-        heartbeat.start()
+        self._heartbeat.start()
         listener = None
         if notifications_supported():
             # New jobs wake the claim loop at once; the poll below remains the safety net.
@@ -168,6 +171,10 @@ class Worker:
                 extra={"worker_id": self.worker_id, "released": released},
             )
         self._pool.shutdown(wait=False, cancel_futures=True)
+        # The heartbeat thread stops first, so that it cannot write the row back after this.
+        self._finished.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=self.config.heartbeat_seconds + 5)
         services.forget_worker(worker_id=self.worker_id)
         logger.info("worker stopped", extra={"worker_id": self.worker_id})
         return all_done

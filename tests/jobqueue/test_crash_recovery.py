@@ -103,14 +103,19 @@ def wait_ready(*processes: ManagedProcess) -> None:
     wait_until(all_ready, timeout=30)
 
 
-def wait_held(job: Job) -> str:
+def wait_held(job: Job, *, logs: Callable[[], str]) -> str:
     """Wait until a worker is processing the job; returns that worker's id."""
 
     def holder() -> str:
         row = Job.objects.filter(id=job.id, status=JobStatus.PROCESSING, is_finalized=False)
         return row.values_list("worker_id", flat=True).first() or ""
 
-    return str(wait_until(holder, timeout=10))
+    try:
+        return str(wait_until(holder, timeout=10))
+    except AssertionError as error:
+        job.refresh_from_db()
+        history = list(job.logs.order_by("created_at", "id").values_list("event", "details"))
+        raise AssertionError(f"job {job.id} never seen processing: {history}\n{logs()}") from error
 
 
 def wait_finalized(job: Job, *, timeout: float, logs: Callable[[], str]) -> Job:
@@ -181,7 +186,7 @@ def test_a_killed_workers_job_is_taken_over_after_its_lease_lapses_and_succeeds_
     ]
     wait_ready(*processes)
     job = queue_photo(ingest_password, photo_jpeg)
-    victim, survivor = process_by_worker_id(wait_held(job), processes)
+    victim, survivor = process_by_worker_id(wait_held(job, logs=outputs(*processes)), processes)
     assert victim.process is not None
 
     victim.process.kill()
@@ -221,7 +226,7 @@ def test_a_killed_workers_job_ends_as_timeout_when_its_deadline_leaves_no_time_t
     job = queue_photo(ingest_password, photo_jpeg)
     payload_path = job.payload_path
     assert files.exists(payload_path)
-    victim, survivor = process_by_worker_id(wait_held(job), processes)
+    victim, survivor = process_by_worker_id(wait_held(job, logs=outputs(*processes)), processes)
     assert victim.process is not None
 
     victim.process.kill()
@@ -248,7 +253,7 @@ def test_sigterm_releases_a_job_that_outlasts_the_grace_period_to_another_worker
     processes = [worker_processes("workers-a", **env), worker_processes("workers-b", **env)]
     wait_ready(*processes)
     job = queue_photo(ingest_password, photo_jpeg)
-    holder_id = wait_held(job)
+    holder_id = wait_held(job, logs=outputs(*processes))
     stopping, other = process_by_worker_id(holder_id, processes)
     assert stopping.process is not None
     # The heartbeat row shows what the worker is doing.
