@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from ingest.image_types import HEIC, HEIF, SNIFF_BYTES, sniff_image_mime
 from ingest.models import IngestSettings, Slot, TemplateBinding, TemplateMedia
 from jobqueue import files
+from jobqueue.connections import release_connection
 from jobqueue.models import Job
 from jobqueue.selectors import any_live_worker, queue_load
 from jobqueue.services import JobConfiguration, StoredPayload, enqueue_job
@@ -223,6 +224,10 @@ def accept_photo(
             details={"max_bytes": max_upload_bytes, "size": upload.photo_size},
         )
     _ensure_capacity(slot.id)
+    configuration = job_configuration(slot)
+    # Decoding and storing the photo take the longest and need no database: the connection goes
+    # back to the pool meanwhile, so a burst of uploads does not queue for connections.
+    release_connection()
     mime, width, height = _inspect_image(upload.photo)
     provider = get_provider(slot.provider_id)
     if mime not in provider.accepted_mimes:
@@ -230,7 +235,6 @@ def accept_photo(
             f"Provider '{provider.id}' does not accept {mime}.",
             details={"mime": mime, "accepted": sorted(provider.accepted_mimes)},
         )
-    configuration = job_configuration(slot)
     job_id = job_id or uuid.uuid4()
     stored = files.store_stream(kind="payloads", stem=str(job_id), mime=mime, stream=upload.photo)
     integrity = _integrity(upload.fields.get("hash"), stored)

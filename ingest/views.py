@@ -77,25 +77,33 @@ async def _ingest_and_wait(
         logger.exception("ingest failed", extra={"slot_id": slot_id})
         return error_response(PhotoboothError())
     try:
-        await _wait_for_finalization(job, registration)
+        timed_out_here = await _wait_for_finalization(job, registration)
     except DatabaseError:
         # The deadline has been reached but the job could not be marked: the reaper will
         # finalize it as timeout. The booth still gets its answer in time.
         logger.warning("could not finalize an expired job", extra={"job_id": str(job.id)})
         return error_response(_deadline_reached(job))
+    if timed_out_here:
+        # No need to read the job back: at the deadline every booth must be answered at once.
+        response = error_response(_deadline_reached(job))
+        response["X-Job-Id"] = str(job.id)
+        return response
     return await in_thread(_answer)(job.id)
 
 
-async def _wait_for_finalization(job: Job, registration: Registration) -> None:
-    """Return once the job is finalized — at the latest at its deadline, as a timeout."""
+async def _wait_for_finalization(job: Job, registration: Registration) -> bool:
+    """Return once the job is finalized — at the latest at its deadline, as a timeout.
+
+    True when this request finalized it as timeout itself (its answer is then known: 504).
+    """
     while True:
         remaining = (job.expires_at - timezone.now()).total_seconds()
         if await registration.wait(timeout=remaining):
-            return
+            return False
         if await in_thread(finalize_expired)(job=job, finalized_by="ingest"):
-            return
+            return True
         if (job.expires_at - timezone.now()).total_seconds() <= 0:
-            return  # expired yet not ours to finalize: someone else finalized it just now
+            return False  # expired yet not ours to finalize: someone else finalized it just now
         # Woken a moment before the deadline (timer granularity): wait the remainder.
 
 

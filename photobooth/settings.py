@@ -100,6 +100,11 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A pooled connection broken by a database restart is replaced, not handed out.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
+# Request steps that use the database (accepting an upload, reading a result) running at once in
+# one web process; the rest wait as coroutines. Below the pool size, so they never starve it.
+WEB_CONCURRENT_DB_STEPS = env.int(
+    "WEB_CONCURRENT_DB_STEPS", default=max(1, env.int("DATABASE_POOL_SIZE", default=10) - 2)
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
