@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -28,15 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, database_label, prepare, start_workers, stop  # noqa: E402
 from bench.loadtest import make_jpeg, run  # noqa: E402
+from tests.support.stack import free_port  # noqa: E402
 
 PASSWORD = "bench-password"  # noqa: S105 (a throwaway benchmark database)
 DEADLINE_SECONDS = 45
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_web(processes: int, log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:

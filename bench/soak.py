@@ -27,10 +27,11 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.common import recreate_postgres_database  # noqa: E402
 
 # Slot → (provider, operation, settings, weight): a mix of fast, slow, flaky, failing, real
 # image work and providers that never answer in time.
@@ -80,16 +81,6 @@ def prepare_environment(media_root: Path, data_dir: Path) -> dict[str, str]:
         env["DATABASE_URL"] = f"sqlite:///{data_dir / 'soak.sqlite3'}"
     os.environ.update(env)
     return {**os.environ}
-
-
-def recreate_postgres_database(url: str) -> None:
-    import psycopg
-
-    name = urlparse(url).path.lstrip("/")
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def unique_photo(rng: random.Random) -> bytes:

@@ -307,23 +307,11 @@ def process_job(job: Job, *, retry: RetryPolicy = NO_RETRIES) -> None:
         release_connection()
         started = time.monotonic()
         try:
-            result = get_provider(job.provider_id).run(request)
+            result = _run_provider(job, request)
         except ProviderDeadlineExceeded as error:
             _log_provider_call(job, started, outcome="timeout", detail=error.message)
             services.finalize_failure(
                 job=job, lease_token=lease_token, reason=FailureReason.TIMEOUT, detail=error.message
-            )
-            return
-        except SettingsInvalid as error:
-            # The snapshot no longer fits the provider's declaration (e.g. the provider changed).
-            _log_provider_call(
-                job, started, outcome="error", detail=str(error), code="invalid_settings"
-            )
-            services.finalize_failure(
-                job=job,
-                lease_token=lease_token,
-                reason=FailureReason.PROVIDER_ERROR,
-                detail=f"invalid_settings: {error}",
             )
             return
         except ProviderError as error:
@@ -356,6 +344,14 @@ def process_job(job: Job, *, retry: RetryPolicy = NO_RETRIES) -> None:
         _log_provider_call(job, started, outcome="success", retries=retries)
         _store_and_finalize(job, lease_token, result)
         return
+
+
+def _run_provider(job: Job, request: ProviderRequest) -> ProviderResult:
+    try:
+        return get_provider(job.provider_id).run(request)
+    except SettingsInvalid as invalid:
+        # The snapshot no longer fits the provider's declaration (e.g. the provider changed).
+        raise ProviderError(str(invalid), code="invalid_settings") from invalid
 
 
 def _store_and_finalize(job: Job, lease_token: uuid.UUID, result: ProviderResult) -> None:

@@ -535,3 +535,21 @@ def test_temporary_public_media_never_outlives_its_job(
 
     assert not MediaObject.objects.filter(id=media.id).exists()
     assert not files.exists(media.path)
+
+
+def test_a_job_whose_settings_no_longer_fit_its_provider_ends_as_provider_error() -> None:
+    stale = services.JobConfiguration(
+        slot_id="slot-004",
+        provider_id="local",
+        operation_id="photo_look",
+        settings={"look": "neon"},  # a look the provider no longer offers
+        template_refs={},
+    )
+    job = acquire_one(enqueue(configuration=stale))
+
+    process_job(job)
+
+    job.refresh_from_db()
+    assert job.failure_reason == FailureReason.PROVIDER_ERROR
+    assert job.failure_detail.startswith("invalid_settings:")
+    assert "look" in job.failure_detail
