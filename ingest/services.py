@@ -223,7 +223,8 @@ def accept_photo(
             f"The photo is larger than {max_upload_bytes} bytes.",
             details={"max_bytes": max_upload_bytes, "size": upload.photo_size},
         )
-    _ensure_capacity(slot.id)
+    _ensure_live_worker(slot.id)
+    _ensure_queue_room(slot.id)  # cheap early refusal when full, before any decoding
     configuration = job_configuration(slot)
     # Decoding and storing the photo take the longest and need no database: the connection goes
     # back to the pool meanwhile, so a burst of uploads does not queue for connections.
@@ -249,6 +250,9 @@ def accept_photo(
             received_at=upload.received_at,
             sync_response=timedelta(seconds=settings_row.sync_response_timeout_sec),
             result_retention=timedelta(seconds=settings_row.result_retention_sec),
+            # Again at the insert: other uploads may have taken the room while this one was
+            # decoded and stored.
+            admit=lambda: _ensure_queue_room(slot.id),
             received_details={
                 "mime": mime,
                 "size": stored.size,
@@ -268,17 +272,24 @@ def accept_photo(
     return job
 
 
-def _ensure_capacity(slot_id: str) -> None:
-    """503 while no worker is alive; 429 while too many jobs are unfinished (back-pressure)."""
-    retry_after = {"Retry-After": str(django_settings.INGEST_RETRY_AFTER_SECONDS)}
+def _retry_after() -> dict[str, str]:
+    return {"Retry-After": str(django_settings.INGEST_RETRY_AFTER_SECONDS)}
+
+
+def _ensure_live_worker(slot_id: str) -> None:
+    """503 while no worker is alive."""
     if django_settings.INGEST_REQUIRE_LIVE_WORKER and not any_live_worker(
         stale_after=timedelta(seconds=django_settings.WORKER_STALE_SECONDS)
     ):
         raise ServiceUnavailable(
             "No worker is running: the photo cannot be processed now.",
             code="no_workers",
-            headers=retry_after,
+            headers=_retry_after(),
         )
+
+
+def _ensure_queue_room(slot_id: str) -> None:
+    """429 while too many jobs are unfinished for the slot or in total (back-pressure)."""
     load = queue_load(slot_id=slot_id)
     per_slot = django_settings.INGEST_MAX_UNFINISHED_PER_SLOT
     total = django_settings.INGEST_MAX_UNFINISHED_TOTAL
@@ -292,7 +303,7 @@ def _ensure_capacity(slot_id: str) -> None:
                 "total_unfinished": load.unfinished_total,
                 "total_limit": total,
             },
-            headers=retry_after,
+            headers=_retry_after(),
         )
 
 

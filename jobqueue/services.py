@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,10 +69,17 @@ def enqueue_job(
     sync_response: timedelta,
     result_retention: timedelta,
     received_details: Mapping[str, Any] | None = None,
+    admit: Callable[[], None] | None = None,
 ) -> Job:
-    """Create a pending job (deadline counted from when the request arrived) and its log."""
+    """Create a pending job (deadline counted from when the request arrived) and its log.
+
+    `admit`, if given, runs first inside the same transaction and may raise to refuse the job
+    (back-pressure): on SQLite the transaction holds the write lock, so the check is exact.
+    """
     job_deadlines = deadlines.job_deadlines(created_at=received_at, sync_response=sync_response)
     with transaction.atomic():
+        if admit is not None:
+            admit()
         job = Job.objects.create(
             id=job_id or uuid.uuid4(),
             slot_id=configuration.slot_id,
