@@ -9,13 +9,6 @@ from django.db.models import Q
 
 from jobqueue import deadlines
 
-SLOT_COUNT = 15
-
-
-def static_slot_ids() -> list[str]:
-    """The 15 static slot ids, slot-001 … slot-015."""
-    return [f"slot-{number:03d}" for number in range(1, SLOT_COUNT + 1)]
-
 
 class Slot(models.Model):
     """A booth endpoint: which provider and operation to run, with which settings."""

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from ingest.services import FILE_FIELD, PASSWORD_FIELD, IngestUpload, accept_photo
-from jobqueue import files
+from jobqueue import deadlines, files
 from jobqueue.connections import in_thread
 from jobqueue.models import FailureReason, Job, MediaObject
 from jobqueue.services import finalize_expired
@@ -28,28 +28,24 @@ from photobooth.errors import (
     DatabaseUnavailable,
     DeadlineReached,
     Gone,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     PhotoboothError,
+    ProviderFailed,
     error_response,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class ProviderFailed(PhotoboothError):
-    status, code, message = 502, "provider_error", "The AI provider could not process the photo."
-
-
-class MethodNotAllowed(PhotoboothError):
-    status, code, message = 405, "method_not_allowed", "Send the photo with POST."
-
-
 @csrf_exempt
 async def ingest(request: HttpRequest, slot_id: str) -> HttpResponse:
     """Accept a photo, queue its job and answer with the result, or an error, by the deadline."""
     if request.method != "POST":
-        return error_response(MethodNotAllowed(headers={"Allow": "POST"}))
+        return error_response(
+            MethodNotAllowed("Send the photo with POST.", headers={"Allow": "POST"})
+        )
     job_id = uuid.uuid4()
     # Registered before the job exists, so that no finalization can slip past the waiter.
     registration = waiter_for_this_loop().register(job_id)
@@ -97,12 +93,12 @@ async def _wait_for_finalization(job: Job, registration: Registration) -> bool:
     True when this request finalized it as timeout itself (its answer is then known: 504).
     """
     while True:
-        remaining = (job.expires_at - timezone.now()).total_seconds()
-        if await registration.wait(timeout=remaining):
+        remaining = deadlines.remaining(deadline=job.expires_at, now=timezone.now())
+        if await registration.wait(timeout=remaining.total_seconds()):
             return False
         if await in_thread(finalize_expired)(job=job, finalized_by="ingest"):
             return True
-        if (job.expires_at - timezone.now()).total_seconds() <= 0:
+        if deadlines.is_expired(deadline=job.expires_at, now=timezone.now()):
             return False  # expired yet not ours to finalize: someone else finalized it just now
         # Woken a moment before the deadline (timer granularity): wait the remainder.
 

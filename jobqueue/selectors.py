@@ -25,16 +25,7 @@ def queue_load(*, slot_id: str) -> QueueLoad:
     return QueueLoad(unfinished_for_slot=counts["slot"], unfinished_total=counts["total"])
 
 
-def live_workers(*, stale_after: timedelta) -> list[WorkerHeartbeat]:
-    """Workers that sent a heartbeat within `stale_after`, not stopping."""
-    since = timezone.now() - stale_after
-    return list(
-        WorkerHeartbeat.objects.filter(last_seen_at__gte=since, is_stopping=False).order_by(
-            "worker_id"
-        )
-    )
-
-
 def any_live_worker(*, stale_after: timedelta) -> bool:
+    """True if a worker sent a heartbeat within `stale_after` and is not stopping."""
     since = timezone.now() - stale_after
     return WorkerHeartbeat.objects.filter(last_seen_at__gte=since, is_stopping=False).exists()

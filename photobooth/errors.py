@@ -48,6 +48,10 @@ class Gone(PhotoboothError):
     status, code, message = 410, "gone", "This link has expired."
 
 
+class MethodNotAllowed(PhotoboothError):
+    status, code, message = 405, "method_not_allowed", "This method is not allowed here."
+
+
 class PayloadTooLarge(PhotoboothError):
     status, code, message = 413, "payload_too_large", "The upload is too large."
 
@@ -58,6 +62,10 @@ class UnsupportedMediaType(PhotoboothError):
 
 class TooManyRequests(PhotoboothError):
     status, code, message = 429, "too_many_requests", "Too many requests, try again shortly."
+
+
+class ProviderFailed(PhotoboothError):
+    status, code, message = 502, "provider_error", "The AI provider could not process the photo."
 
 
 class ServiceUnavailable(PhotoboothError):
