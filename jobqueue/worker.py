@@ -37,6 +37,7 @@ from providers.base import (
     SettingsInvalid,
 )
 from providers.registry import get_provider
+from providers.secrets import SecretsUnreadable, api_key_for
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +285,17 @@ def process_job(job: Job, *, retry: RetryPolicy = NO_RETRIES) -> None:
     """Run one acquired job through its provider (retrying what may succeed) and finalize it."""
     lease_token = job.lease_token
     assert lease_token is not None, "process_job needs an acquired job"
+    try:
+        api_key = api_key_for(job.provider_id)
+    except SecretsUnreadable as unreadable:
+        logger.error("provider key unreadable", extra={"job_id": str(job.id)})
+        services.finalize_failure(
+            job=job,
+            lease_token=lease_token,
+            reason=FailureReason.PROVIDER_ERROR,
+            detail=f"not_configured: {unreadable}",
+        )
+        return
     request = ProviderRequest(
         operation_id=job.operation_id,
         settings=job.settings_snapshot,
@@ -299,6 +311,8 @@ def process_job(job: Job, *, retry: RetryPolicy = NO_RETRIES) -> None:
         record_event=lambda event, details: services.record_event(
             job.id, ProcessingLog.Event.PROVIDER_EVENT, {"event": event, **details}
         ),
+        base_url=settings.PROVIDER_BASE_URLS.get(job.provider_id, ""),
+        api_key=api_key,
     )
     retries = 0
     while True:

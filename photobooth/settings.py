@@ -191,8 +191,30 @@ SERVE_PORT = env.int("PORT", default=8000)
 # Adapters available to slots. PHOTOBOOTH_EXTRA_PROVIDERS adds more by dotted path (plug-ins).
 PHOTOBOOTH_PROVIDERS = [
     "providers.local.LocalProvider",
+    "providers.gemini.GeminiProvider",
+    "providers.turbotext.TurbotextProvider",
+    "providers.openai.OpenAIProvider",
     *env.list("PHOTOBOOTH_EXTRA_PROVIDERS", default=[]),
 ]
+
+# Where each provider is reached. Defaults are the real endpoints; tests point them at fakes.
+PROVIDER_BASE_URLS = {
+    "gemini": env.str("GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com"),
+    "turbotext": env.str("TURBOTEXT_BASE_URL", default="https://www.turbotext.ru"),
+    "openai": env.str("OPENAI_BASE_URL", default="https://api.openai.com"),
+}
+# API keys from the environment: the fallback when none was set through the settings API.
+PROVIDER_API_KEYS = {
+    "gemini": env.str("GEMINI_API_KEY", default=""),
+    "turbotext": env.str("TURBOTEXT_API_KEY", default=""),
+    "openai": env.str("OPENAI_API_KEY", default=""),
+}
+# Keys that encrypt provider API keys at rest (Fernet keys, comma-separated). The first one
+# encrypts; all of them decrypt, so a key is rotated by putting a new one first and running
+# `manage.py rotate_secrets`. Empty: a key derived from SECRET_KEY (fine for development only).
+SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
+# Turbotext answers asynchronously: how often its result is asked for.
+TURBOTEXT_POLL_SECONDS = env.float("TURBOTEXT_POLL_SECONDS", default=2.5)
 
 # Under ASGI Django streams a file download by iterating it in a worker thread and warns about
 # it each time; that is the intended path for our (small, local) files, so the warning is noise.

@@ -70,6 +70,18 @@ class ProviderRequest:
     publish_temporary: Callable[[InputImage], str] | None = None
     # Records a provider event (call, retry, poll) in the job's processing log.
     record_event: Callable[[str, Mapping[str, Any]], None] | None = None
+    # Where the provider is reached and the key to call it with (never logged or stored).
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)
+
+    def require_api_key(self, provider_id: str) -> str:
+        """The API key, or a non-retryable ProviderError telling the operator to set one."""
+        if not self.api_key:
+            raise ProviderError(
+                f"no API key configured for {provider_id}: set it in the settings",
+                code="not_configured",
+            )
+        return self.api_key
 
     def remaining_seconds(self) -> float:
         """Seconds left until the job's deadline, never negative."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -80,15 +80,32 @@ def live_db(django_db_serialized_rollback: None, transactional_db: None) -> None
 
 
 @pytest.fixture
-def stack(live_db: None, tmp_path: Path) -> Iterator[Stack]:
-    """uvicorn + run_workers, started for one test and stopped after it."""
-    workers = start_workers(tmp_path, concurrency=2)
-    web = start_web(tmp_path)
-    # Ingest refuses uploads until a worker is alive: wait for its first heartbeat.
-    wait_until(lambda: any_live_worker(stale_after=timedelta(seconds=10)), timeout=30)
-    running = Stack(web=web, workers=workers, log_dir=tmp_path)
+def stack_factory(live_db: None, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Starts uvicorn + run_workers with extra environment (e.g. a provider's fake base URL)."""
+    started: list[Stack] = []
+
+    def start(*, concurrency: int = 2, **env: str) -> Stack:
+        workers = start_workers(tmp_path, concurrency=concurrency, **env)
+        try:
+            web = start_web(tmp_path, **env)
+        except BaseException:
+            workers.stop()
+            raise
+        running = Stack(web=web, workers=workers, log_dir=tmp_path)
+        started.append(running)
+        # Ingest refuses uploads until a worker is alive: wait for its first heartbeat.
+        wait_until(lambda: any_live_worker(stale_after=timedelta(seconds=10)), timeout=30)
+        return running
+
     try:
-        yield running
+        yield start
     finally:
-        web.process.stop()
-        workers.stop()
+        for running in started:
+            running.web.process.stop()
+            running.workers.stop()
+
+
+@pytest.fixture
+def stack(stack_factory: Callable[..., Stack]) -> Stack:
+    """uvicorn + run_workers, started for one test and stopped after it."""
+    return stack_factory()
