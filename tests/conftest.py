@@ -13,7 +13,14 @@ import pytest
 from ingest.services import set_ingest_password
 from jobqueue.selectors import any_live_worker
 from tests.support.images import make_photo
-from tests.support.stack import ManagedProcess, WebServer, start_web, start_workers, wait_until
+from tests.support.stack import (
+    ManagedProcess,
+    WebServer,
+    free_port,
+    start_web,
+    start_workers,
+    wait_until,
+)
 
 INGEST_PASSWORD = "booth-secret-1234"
 
@@ -85,9 +92,12 @@ def stack_factory(live_db: None, tmp_path: Path) -> Iterator[Callable[..., Stack
     started: list[Stack] = []
 
     def start(*, concurrency: int = 2, **env: str) -> Stack:
+        # Public links (temporary media for providers, guest pages) point at this web server.
+        port = free_port()
+        env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
         workers = start_workers(tmp_path, concurrency=concurrency, **env)
         try:
-            web = start_web(tmp_path, **env)
+            web = start_web(tmp_path, port=port, **env)
         except BaseException:
             workers.stop()
             raise

@@ -122,9 +122,9 @@ class WebServer:
     base_url: str
 
 
-def start_web(log_dir: Path, **env: str) -> WebServer:
+def start_web(log_dir: Path, *, port: int | None = None, **env: str) -> WebServer:
     """A real uvicorn server running the product's ASGI application; returns once it answers."""
-    port = free_port()
+    port = port or free_port()
     process = ManagedProcess(
         name="web",
         command=[
