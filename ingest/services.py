@@ -17,7 +17,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
-from ingest.image_types import HEIC, HEIF, SNIFF_BYTES, sniff_image_mime
+from ingest.image_types import HEIC, HEIF, JPEG, SNIFF_BYTES, WEBP, sniff_image_mime
 from ingest.models import IngestSettings, Slot, TemplateBinding, TemplateMedia
 from jobqueue import files
 from jobqueue.connections import release_connection
@@ -308,7 +308,14 @@ def _ensure_queue_room(slot_id: str) -> None:
 
 
 def _inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
-    """(mime, width, height) decided from the bytes; BadRequest if it is not a supported image."""
+    """(mime, width, height) decided from the bytes; BadRequest if it is not a usable image.
+
+    The pixel count is checked from the header before anything is decoded (decompression bombs).
+    With INGEST_IMAGE_CHECK=decode every byte of image data is then decoded (JPEG at 1/8 scale:
+    all of the compressed data is still read), which finds truncated and corrupt files; with
+    "structure" only the container is checked (PNG checksums, the end-of-image marker, the
+    declared WebP size).
+    """
     stream.seek(0)
     head = stream.read(SNIFF_BYTES)
     stream.seek(0)
@@ -317,15 +324,24 @@ def _inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
         raise BadRequest("The file is not a JPEG, PNG, WebP or HEIC image.", code="not_an_image")
     if mime in (HEIC, HEIF):
         return mime, 0, 0  # Pillow cannot read HEIC; the provider decides whether it accepts it
+    limit = django_settings.INGEST_MAX_IMAGE_PIXELS
     try:
         with Image.open(stream) as image:
             width, height = image.size
+            if width * height > limit:
+                raise BadRequest(
+                    "The image has too many pixels.",
+                    code="too_many_pixels",
+                    details={"width": width, "height": height, "max_pixels": limit},
+                )
             image.verify()  # structure and checksums (PNG); a no-op for JPEG
         stream.seek(0)
-        with Image.open(stream) as image:
-            # Decoding finds truncated or corrupt data; JPEG decodes at 1/8 scale (cheap).
-            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            image.load()
+        if django_settings.INGEST_IMAGE_CHECK == "decode":
+            with Image.open(stream) as image:
+                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                image.load()
+        elif not _container_complete(stream, mime):
+            raise OSError("image data ends early")
     except (
         UnidentifiedImageError,
         OSError,
@@ -337,6 +353,24 @@ def _inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
     finally:
         stream.seek(0)
     return mime, width, height
+
+
+# Cameras may append padding after a JPEG's end-of-image marker; look for it this far back.
+_JPEG_TAIL_BYTES = 64 * 1024
+
+
+def _container_complete(stream: IO[bytes], mime: str) -> bool:
+    """Whether the file is as long as its format says (PNG is checked by verify())."""
+    stream.seek(0, 2)
+    size = stream.tell()
+    if mime == JPEG:
+        stream.seek(max(0, size - _JPEG_TAIL_BYTES))
+        return b"\xff\xd9" in stream.read()
+    if mime == WEBP:
+        stream.seek(4)
+        declared = int.from_bytes(stream.read(4), "little")
+        return size >= declared + 8
+    return True
 
 
 def _integrity(declared: Any, stored: files.StoredFile) -> str:

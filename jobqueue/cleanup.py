@@ -28,7 +28,8 @@ STALE_HEARTBEAT_KEPT = timedelta(days=1)
 # and committing its row (payload before the job insert, result before finalization). Far
 # longer than any job lives, so a file about to be referenced is never taken.
 ORPHAN_MIN_AGE = timedelta(minutes=10)
-ORPHAN_FOLDERS = ("payloads", "results", "media")
+# "incoming" holds upload spool files, left behind only by a process killed mid-upload.
+ORPHAN_FOLDERS = ("payloads", "results", "media", "incoming")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,10 @@ def store_stream(*, kind: str, stem: str, mime: str, stream: IO[bytes]) -> Store
         sha1.update(chunk)
         size += len(chunk)
     stream.seek(0)
-    path = default_storage.save(_name(kind, stem, mime), File(stream))
+    # An upload spooled to a temporary file is moved into place (a rename when both are on one
+    # file system) instead of being copied.
+    content = stream if hasattr(stream, "temporary_file_path") else File(stream)
+    path = default_storage.save(_name(kind, stem, mime), content)
     return StoredFile(path=path, size=size, sha256=sha256.hexdigest(), sha1=sha1.hexdigest())
 
 

@@ -126,11 +126,23 @@ STATIC_ROOT = DATA_DIR / "staticfiles"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media"))).resolve()
 MEDIA_URL = "/media-files/"  # never served directly: results and media go through our views
 FILE_UPLOAD_PERMISSIONS = 0o600
+# Uploads larger than FILE_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) are spooled to a temporary file. It
+# lives beside the stored files so that keeping a photo is a rename, not a copy.
+FILE_UPLOAD_TEMP_DIR = MEDIA_ROOT / "incoming"
+FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 
 # --- Ingest ------------------------------------------------------------------------------------
 # Largest accepted photo. The request body may exceed it only by the multipart overhead below.
 INGEST_MAX_UPLOAD_BYTES = env.int("INGEST_MAX_UPLOAD_BYTES", default=15 * 1024 * 1024)
 INGEST_MAX_FORM_OVERHEAD_BYTES = 256 * 1024
+# Largest accepted image in pixels (width x height): refuses decompression bombs before decoding.
+INGEST_MAX_IMAGE_PIXELS = env.int("INGEST_MAX_IMAGE_PIXELS", default=120_000_000)
+# How an upload is checked before its job is queued: "decode" reads every byte of image data
+# (finds corrupt data inside the file; about 7 ms per MB of JPEG here), "structure" checks the
+# headers, dimensions and the end of the file only (truncation), leaving the rest to the provider.
+INGEST_IMAGE_CHECK = env.str("INGEST_IMAGE_CHECK", default="decode")
+if INGEST_IMAGE_CHECK not in ("decode", "structure"):
+    raise ValueError("INGEST_IMAGE_CHECK must be 'decode' or 'structure'")
 # Back-pressure: unfinished jobs allowed per slot and in total before ingest answers 429.
 INGEST_MAX_UNFINISHED_PER_SLOT = env.int("INGEST_MAX_UNFINISHED_PER_SLOT", default=20)
 INGEST_MAX_UNFINISHED_TOTAL = env.int("INGEST_MAX_UNFINISHED_TOTAL", default=200)

@@ -161,8 +161,15 @@ def test_text_file_named_like_a_photo_is_refused_with_400(
     assert_nothing_left_behind(media_root)
 
 
+@pytest.fixture(params=["decode", "structure"])
+def image_check(request: pytest.FixtureRequest, settings: Any) -> str:
+    """Both ways of checking uploads (INGEST_IMAGE_CHECK) must refuse broken files."""
+    settings.INGEST_IMAGE_CHECK = request.param
+    return str(request.param)
+
+
 def test_corrupt_jpeg_is_refused_with_400(
-    client: Client, ingest_password: str, media_root: Path
+    client: Client, ingest_password: str, media_root: Path, image_check: str
 ) -> None:
     # A JPEG signature followed by noise: announces itself as a JPEG but is not one.
     corrupt = b"\xff\xd8\xff\xe0" + os.urandom(4000)
@@ -174,7 +181,7 @@ def test_corrupt_jpeg_is_refused_with_400(
 
 
 def test_truncated_jpeg_is_refused_with_400(
-    live_db: None, client: Client, ingest_password: str, media_root: Path
+    live_db: None, client: Client, ingest_password: str, media_root: Path, image_check: str
 ) -> None:
     # Should the photo be (wrongly) queued, the view waits for its job with no worker running:
     # a short deadline bounds the wait, and committed rows let the waiter poll in its own way.
@@ -185,6 +192,33 @@ def test_truncated_jpeg_is_refused_with_400(
     response = client.post(URL, {"password": ingest_password, "fileToUpload": upload(truncated)})
 
     assert_json_error(response, 400, "invalid_image")
+    assert_nothing_left_behind(media_root)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_truncated_png_and_webp_are_refused_with_400(
+    client: Client, ingest_password: str, media_root: Path, image_check: str, fmt: str
+) -> None:
+    photo = make_photo(format=fmt)
+    truncated = photo[: len(photo) * 2 // 3]
+
+    response = client.post(URL, {"password": ingest_password, "fileToUpload": upload(truncated)})
+
+    assert_json_error(response, 400, "invalid_image")
+    assert_nothing_left_behind(media_root)
+
+
+def test_image_with_more_pixels_than_allowed_is_refused_before_decoding(
+    client: Client, ingest_password: str, media_root: Path, settings: Any
+) -> None:
+    # A decompression bomb in miniature: small file, many pixels.
+    settings.INGEST_MAX_IMAGE_PIXELS = 640 * 480 - 1
+    photo = make_photo(width=640, height=480)
+
+    response = client.post(URL, {"password": ingest_password, "fileToUpload": upload(photo)})
+
+    error = assert_json_error(response, 400, "too_many_pixels")
+    assert error["details"] == {"width": 640, "height": 480, "max_pixels": 640 * 480 - 1}
     assert_nothing_left_behind(media_root)
 
 

@@ -32,14 +32,15 @@ def orphan(kind: str) -> str:
 def test_old_files_no_row_refers_to_are_swept_and_referenced_ones_are_kept() -> None:
     queued = enqueue()
     age(queued.payload_path, ORPHAN_MIN_AGE * 2)
-    old_orphans = [orphan("payloads"), orphan("results"), orphan("media")]
+    # "incoming": an upload spool file left by a web process killed mid-upload.
+    old_orphans = [orphan("payloads"), orphan("results"), orphan("media"), orphan("incoming")]
     for path in old_orphans:
         age(path, ORPHAN_MIN_AGE * 2)
     young_orphan = orphan("results")  # maybe a result about to be finalized: not touched
 
     removed = sweep_orphan_files(min_age=ORPHAN_MIN_AGE)
 
-    assert removed == 3
+    assert removed == 4
     assert not any(files.exists(path) for path in old_orphans)
     assert files.exists(queued.payload_path)
     assert files.exists(young_orphan)
