@@ -107,7 +107,7 @@ def update_slot(
     """
     provider = get_provider(provider_id)
     operation = provider.operation(operation_id)
-    cleaned = operation.clean_settings(settings)
+    cleaned = provider.clean_settings(operation_id, settings)
     templates: dict[str, TemplateMedia] = {}
     errors: dict[str, list[str]] = {}
     for key in operation.template_keys():

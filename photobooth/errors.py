@@ -40,6 +40,10 @@ class Unauthorized(PhotoboothError):
     status, code, message = 401, "unauthorized", "Wrong or missing password."
 
 
+class Forbidden(PhotoboothError):
+    status, code, message = 403, "forbidden", "You do not have permission to do this."
+
+
 class NotFound(PhotoboothError):
     status, code, message = 404, "not_found", "Not found."
 
@@ -52,12 +56,24 @@ class MethodNotAllowed(PhotoboothError):
     status, code, message = 405, "method_not_allowed", "This method is not allowed here."
 
 
+class Conflict(PhotoboothError):
+    status, code, message = 409, "conflict", "The resource changed or is still in use."
+
+
 class PayloadTooLarge(PhotoboothError):
     status, code, message = 413, "payload_too_large", "The upload is too large."
 
 
 class UnsupportedMediaType(PhotoboothError):
     status, code, message = 415, "unsupported_media_type", "This image type is not supported."
+
+
+class Unprocessable(PhotoboothError):
+    status, code, message = 422, "validation_failed", "Some fields are invalid."
+
+
+class PreconditionRequired(PhotoboothError):
+    status, code, message = 428, "precondition_required", "Send If-Match with the ETag you read."
 
 
 class TooManyRequests(PhotoboothError):

@@ -5,6 +5,7 @@ Every variable read here is documented in README.md's configuration table.
 
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -38,14 +39,22 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts.apps.AccountsConfig",
     "providers.apps.ProvidersConfig",
     "jobqueue.apps.JobQueueConfig",
     "ingest.apps.IngestConfig",
+    "api.apps.ApiConfig",
     "adminui.apps.AdminUIConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (API docs page, dashboard) served by the app itself, compressed and cached.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,8 +130,10 @@ USE_TZ = True
 
 # --- Files -------------------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Static files are found in the apps at run time: no collectstatic step is needed to start.
+WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media"))).resolve()
 MEDIA_URL = "/media-files/"  # never served directly: results and media go through our views
 FILE_UPLOAD_PERMISSIONS = 0o600
@@ -198,6 +209,50 @@ BOOTSTRAP_INGEST_PASSWORD = env.str("INGEST_PASSWORD", default="")
 # --- Web server (`manage.py serve`, run by `make run`) -------------------------------------------
 SERVE_HOST = env.str("HOST", default="127.0.0.1")
 SERVE_PORT = env.int("PORT", default=8000)
+
+# --- Admin API (DRF + simplejwt) -----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.HasScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+# Tokens are signed (HS256) with JWT_SIGNING_KEY, or SECRET_KEY when it is not set.
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default="") or SECRET_KEY,
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_TOKEN_MINUTES", default=30)),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+    "TOKEN_OBTAIN_SERIALIZER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Photobooth AI server — admin API",
+    "DESCRIPTION": "Slots, settings, templates, jobs and statistics. Log in with POST /api/login "
+    "and send the token as `Authorization: Bearer <token>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {},
+}
+# Brute-force limits on admin logins (API and dashboard), counted in the audit log.
+LOGIN_THROTTLE_WINDOW_SECONDS = env.int("LOGIN_THROTTLE_WINDOW_SECONDS", default=900)
+LOGIN_MAX_FAILURES_PER_USERNAME = env.int("LOGIN_MAX_FAILURES_PER_USERNAME", default=5)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default=20)
 
 # --- Providers ---------------------------------------------------------------------------------
 # Adapters available to slots. PHOTOBOOTH_EXTRA_PROVIDERS adds more by dotted path (plug-ins).

@@ -9,5 +9,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("api/", include("api.urls")),
     path("", include("ingest.urls")),
 ]
+
+handler404 = "api.exceptions.json_not_found"
+handler500 = "api.exceptions.json_server_error"
