@@ -59,16 +59,16 @@ DEFAULT_STYLE_PROMPT = (
     "composition."
 )
 DEFAULT_IDENTITY_PROMPT = (
-    "Give the person in the first image the face from the second image. Keep the first image's "
-    "pose, body, clothing, lighting and background, and make the result look like a natural "
-    "photograph."
+    "Put the face of the guest in the first image onto the person in the second image. Keep the "
+    "second image's pose, body, clothing, lighting, background and style, keep the guest "
+    "recognizable, and make the result look natural."
 )
 
 # What each template is, as the prompt names it to the model, and its upload file name.
 TEMPLATE_ROLES = {
     "reference_media_id": ("a reference image", "reference"),
     "style_media_id": ("the style reference", "style"),
-    "face_media_id": ("the face to use", "face"),
+    "face_media_id": ("the scene whose person receives the guest's face", "scene"),
 }
 ORDINALS = ("first", "second", "third", "fourth", "fifth")
 # A key OpenAI repeats with its middle masked: any word holding a run of asterisks.
@@ -176,16 +176,16 @@ class OpenAIProvider(Provider):
                 SettingField(
                     name="face_media_id",
                     kind="template",
-                    label="Face template",
+                    label="Scene template",
                     required=True,
-                    help_text="A picture of the face to give the person in the guest's photo.",
+                    help_text="A scene (costume, poster...) whose person gets the guest's face.",
                 ),
                 SettingField(
                     name="prompt",
                     kind="text",
                     label="Prompt",
                     default=DEFAULT_IDENTITY_PROMPT,
-                    help_text="The guest's photo is the first image, the face template the second.",
+                    help_text="The guest's photo is the first image, the scene the second.",
                 ),
                 *COMMON_FIELDS,
             ),

@@ -168,7 +168,7 @@ def test_identity_transfer_on_the_pro_model_sends_the_image_size(fake: FakeGemin
     assert FakeGemini.images_of(sent) == [(JPEG, PHOTO), (PNG, FACE)]
     prompt = FakeGemini.prompt_of(sent)
     assert prompt.startswith(DEFAULT_IDENTITY_PROMPT)
-    assert "the second image is the face to use" in prompt
+    assert "the second image is the scene whose person receives the guest's face" in prompt
 
 
 def test_image_edit_with_a_reference_template(fake: FakeGemini) -> None:

@@ -183,8 +183,8 @@ def test_identity_transfer_sends_the_face_and_returns_webp(fake: FakeOpenAI) -> 
     [sent] = fake.edit_calls()
     prompt = FakeOpenAI.fields_of(sent)["prompt"]
     assert prompt.startswith(DEFAULT_IDENTITY_PROMPT)
-    assert prompt.endswith("the second image is the face to use.")
-    assert FakeOpenAI.images_of(sent) == [("photo.jpg", JPEG, PHOTO), ("face.png", PNG, FACE)]
+    assert prompt.endswith("the second image is the scene whose person receives the guest's face.")
+    assert FakeOpenAI.images_of(sent) == [("photo.jpg", JPEG, PHOTO), ("scene.png", PNG, FACE)]
 
 
 def test_image_edit_with_a_reference_template(fake: FakeOpenAI) -> None:
