@@ -8,12 +8,20 @@ loop); with --rate the uploads start on a fixed schedule instead (open loop), ho
 answers. Reports throughput, latency percentiles and the share of each status (200, 429, 504…).
 With --provider-delay (the delay the slot's provider is known to add) it also reports the
 server's own overhead: response time minus provider time.
+
+To rehearse a provider of known behaviour, start the server with
+PHOTOBOOTH_EXTRA_PROVIDERS=providers.simulated.SimulatedProvider and let the load test point the
+slot at it through the admin API first:
+
+    ADMIN_PASSWORD=... .venv/bin/python bench/loadtest.py --password SECRET --slot slot-005 \
+        --admin-user admin --simulate distribution=lognormal,delay_seconds=8,spread=0.4
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import sys
 import threading
@@ -21,6 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -154,6 +163,45 @@ def run(
     return report
 
 
+def configure_simulated_slot(base_url: str, slot: str, user: str, settings: dict[str, Any]) -> None:
+    """Point `slot` at the simulated provider with these settings, through the admin API."""
+    password = os.environ.get("ADMIN_PASSWORD", "")
+    session = requests.Session()
+    login = session.post(
+        f"{base_url}/api/login", json={"username": user, "password": password}, timeout=10
+    )
+    login.raise_for_status()
+    session.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+    current = session.get(f"{base_url}/api/slots/{slot}", timeout=10)
+    current.raise_for_status()
+    answer = session.put(
+        f"{base_url}/api/slots/{slot}",
+        json={
+            "name": current.json()["name"],
+            "provider_id": "simulated",
+            "operation_id": "simulate",
+            "settings_json": settings,
+            "is_active": True,
+        },
+        headers={"If-Match": current.headers["ETag"]},
+        timeout=10,
+    )
+    if answer.status_code != 200:
+        raise SystemExit(f"could not configure {slot}: {answer.status_code} {answer.text}")
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    """ "a=1,b=lognormal" -> {"a": 1.0, "b": "lognormal"}."""
+    settings: dict[str, Any] = {}
+    for pair in filter(None, text.split(",")):
+        key, _, value = pair.partition("=")
+        try:
+            settings[key.strip()] = float(value)
+        except ValueError:
+            settings[key.strip()] = value.strip()
+    return settings
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
@@ -164,7 +212,20 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=None, help="uploads/s (open loop)")
     parser.add_argument("--image-mb", type=float, default=2.0)
     parser.add_argument("--provider-delay", type=float, default=None, help="seconds")
+    parser.add_argument("--admin-user", help="admin for --simulate (password: $ADMIN_PASSWORD)")
+    parser.add_argument(
+        "--simulate",
+        metavar="SETTINGS",
+        help="first point the slot at the simulated provider with these settings, e.g. "
+        "distribution=lognormal,delay_seconds=8,spread=0.4,error_rate=0.05,retryable_share=0.5",
+    )
     args = parser.parse_args()
+    if args.simulate:
+        if not args.admin_user:
+            parser.error("--simulate needs --admin-user")
+        settings = parse_settings(args.simulate)
+        configure_simulated_slot(args.url.rstrip("/"), args.slot, args.admin_user, settings)
+        print(f"slot                {args.slot} -> simulated provider {settings}")
     photo = make_jpeg(args.image_mb)
     print(f"photo               {len(photo) / 1024 / 1024:.1f} MB JPEG")
     report = run(
