@@ -54,6 +54,7 @@ AUTHENTICATED_ERRORS = errors(401, 403)
 class BearerJWTScheme(OpenApiAuthenticationExtension):
     target_class = "rest_framework_simplejwt.authentication.JWTAuthentication"
     name = "bearerAuth"
+    priority = 1
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
