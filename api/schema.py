@@ -58,3 +58,23 @@ class BearerJWTScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+def valid_query(serializer: Any) -> dict[str, Any]:
+    """A query-parameter serializer's values, or 400 `invalid_parameter` naming each bad one.
+
+    Query strings are part of the address: a wrong one is a bad request (400), unlike a
+    well-formed body whose fields fail validation (422).
+    """
+    from photobooth.errors import BadRequest
+
+    if not serializer.is_valid():
+        raise BadRequest(
+            "Some query parameters are invalid.",
+            code="invalid_parameter",
+            details={
+                field: [str(message) for message in messages]
+                for field, messages in serializer.errors.items()
+            },
+        )
+    return dict(serializer.validated_data)

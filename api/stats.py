@@ -20,9 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.schema import AUTHENTICATED_ERRORS, errors
+from api.schema import AUTHENTICATED_ERRORS, errors, valid_query
 from jobqueue import stats
-from photobooth.errors import BadRequest
 
 _COUNT_HELP = {
     "success": "Jobs that finished with a result.",
@@ -219,18 +218,8 @@ class GlobalStatsView(APIView):
     )
     def get(self, request: Request) -> Response:
         query = _query(request)
-        params = GlobalQuery(data=query)
-        if not params.is_valid():
-            raise BadRequest(
-                "Some query parameters are invalid.",
-                code="invalid_parameter",
-                details={
-                    field: [str(message) for message in messages]
-                    for field, messages in params.errors.items()
-                },
-            )
+        values = valid_query(GlobalQuery(data=query))
         start, end = _bounds(query)
-        values = params.validated_data
         result = stats.global_stats(
             group_by=query.get("group_by", stats.DEFAULT_GROUPING),
             start=start,

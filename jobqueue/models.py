@@ -92,6 +92,9 @@ class Job(models.Model):
                 fields=["expires_at"], name="job_unfinalized_idx", condition=Q(is_finalized=False)
             ),
             models.Index(fields=["slot_id", "created_at"], name="job_slot_created_idx"),
+            # The jobs list (newest first, or by expiry) and global statistics by time range.
+            models.Index(fields=["created_at"], name="job_created_idx"),
+            models.Index(fields=["expires_at"], name="job_expires_idx"),
         ]
         constraints = [
             models.CheckConstraint(
