@@ -30,11 +30,13 @@ run: migrate
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## make lint: ruff (lint + format check) and mypy, as CI runs them.
+## make lint: ruff (lint + format check), mypy, no missing migration, a valid OpenAPI schema.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
