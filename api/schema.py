@@ -78,3 +78,32 @@ def valid_query(serializer: Any) -> dict[str, Any]:
             },
         )
     return dict(serializer.validated_data)
+
+
+def add_common_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the errors every endpoint of a kind can answer.
+
+    Any endpoint taking a body can answer 400 (unparseable) and 415 (content type not accepted);
+    any endpoint needing a token can answer 401 and 403. Declaring them here keeps each view's
+    schema about what is particular to it.
+    """
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            wanted = []
+            if "requestBody" in operation:
+                wanted += [400, 415]
+            security = operation.get("security")
+            if security and any(scheme for scheme in security):
+                wanted += [401, 403]
+            for status in wanted:
+                operation["responses"].setdefault(
+                    str(status),
+                    {
+                        "content": {"application/json": {"schema": error_ref}},
+                        "description": _DESCRIPTIONS[status],
+                    },
+                )
+    return result

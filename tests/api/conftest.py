@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import SCOPES
 from accounts.services import grant
+from tests.api.openapi import check_response
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -32,6 +33,25 @@ def login_client(username: str, password: str = ADMIN_PASSWORD) -> APIClient:
     assert response.status_code == 200, response.content
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access_token']}")
     return client
+
+
+@pytest.fixture(autouse=True)
+def responses_match_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every response an API test receives must be one the OpenAPI schema declares."""
+    original = APIClient.request
+
+    def checked(self: APIClient, **request: Any) -> Any:
+        response = original(self, **request)
+        check_response(
+            str(request.get("REQUEST_METHOD", "GET")),
+            str(request.get("PATH_INFO", "")),
+            response.status_code,
+            response.get("Content-Type", ""),
+            b"" if getattr(response, "streaming", False) else response.content,
+        )
+        return response
+
+    monkeypatch.setattr(APIClient, "request", checked)
 
 
 @pytest.fixture
