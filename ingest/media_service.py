@@ -38,7 +38,7 @@ from accounts.models import AuditEvent
 from accounts.services import audit
 from ingest.image_types import JPEG, PNG, SNIFF_BYTES, WEBP, sniff_image_mime
 from ingest.models import Slot, TemplateBinding, TemplateMedia
-from ingest.services import _inspect_image, register_template, update_slot
+from ingest.services import inspect_image, register_template, update_slot
 from jobqueue import files
 from jobqueue.models import Job, MediaObject
 from photobooth.errors import (
@@ -442,7 +442,7 @@ def register_temporary_media(
             details={"ttl_seconds": [f"must be between 1 and {MAX_TTL_SECONDS}"]},
         )
     check_upload(upload)
-    mime, _, _ = _inspect_image(upload.stream)
+    mime, _, _ = inspect_image(upload.stream)
     media_id = uuid.uuid4()
     stored = files.store_stream(kind="media", stem=str(media_id), mime=mime, stream=upload.stream)
     created = now or timezone.now()

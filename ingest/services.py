@@ -149,7 +149,7 @@ def _as_uuid_text(value: str) -> str | None:
 
 def register_template(*, stream: IO[bytes], original_name: str) -> TemplateMedia:
     """Store an uploaded template image after checking it really is a supported image."""
-    mime, width, height = _inspect_image(stream)
+    mime, width, height = inspect_image(stream)
     template = TemplateMedia(
         mime=mime, width=width, height=height, original_name=original_name[:255]
     )
@@ -229,7 +229,7 @@ def accept_photo(
     # Decoding and storing the photo take the longest and need no database: the connection goes
     # back to the pool meanwhile, so a burst of uploads does not queue for connections.
     release_connection()
-    mime, width, height = _inspect_image(upload.photo)
+    mime, width, height = inspect_image(upload.photo)
     provider = get_provider(slot.provider_id)
     if mime not in provider.accepted_mimes:
         raise UnsupportedMediaType(
@@ -307,7 +307,7 @@ def _ensure_queue_room(slot_id: str) -> None:
         )
 
 
-def _inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
+def inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
     """(mime, width, height) decided from the bytes; BadRequest if it is not a usable image.
 
     The pixel count is checked from the header before anything is decoded (decompression bombs).

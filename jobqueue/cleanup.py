@@ -28,8 +28,9 @@ STALE_HEARTBEAT_KEPT = timedelta(days=1)
 # and committing its row (payload before the job insert, result before finalization). Far
 # longer than any job lives, so a file about to be referenced is never taken.
 ORPHAN_MIN_AGE = timedelta(minutes=10)
-# "incoming" holds upload spool files, left behind only by a process killed mid-upload.
-ORPHAN_FOLDERS = ("payloads", "results", "media", "incoming")
+# "incoming" holds upload spool files, left behind only by a process killed mid-upload;
+# "templates" files whose row was deleted while a queued job still needed them.
+ORPHAN_FOLDERS = ("payloads", "results", "media", "incoming", "templates")
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,26 @@ def sweep_orphan_files(*, min_age: timedelta) -> int:
         old = [path for path in files.walk(folder) if files.modified_at(path) < cutoff]
         for start in range(0, len(old), BATCH):
             batch = old[start : start + BATCH]
-            referenced = {
-                *Job.objects.filter(payload_path__in=batch).values_list("payload_path", flat=True),
-                *Job.objects.filter(result_path__in=batch).values_list("result_path", flat=True),
-                *MediaObject.objects.filter(path__in=batch).values_list("path", flat=True),
-            }
+            referenced = _still_referenced(folder, batch)
             for path in batch:
                 if path not in referenced:
                     files.delete_quietly(path)
                     removed += 1
     return removed
+
+
+def _still_referenced(folder: str, batch: list[str]) -> set[str]:
+    if folder == "templates":
+        # Template files belong to the ingest app: a template row or an unfinished job's
+        # snapshot may still need them.
+        from ingest.media_service import template_paths_still_needed
+
+        return template_paths_still_needed(batch)
+    return {
+        *Job.objects.filter(payload_path__in=batch).values_list("payload_path", flat=True),
+        *Job.objects.filter(result_path__in=batch).values_list("result_path", flat=True),
+        *MediaObject.objects.filter(path__in=batch).values_list("path", flat=True),
+    }
 
 
 def purge_expired_media() -> int:

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 
 from jobqueue import files
 from jobqueue.cleanup import ORPHAN_MIN_AGE, sweep_orphan_files
-from tests.jobqueue.test_queue_services import enqueue, store_payload
+from tests.jobqueue.test_queue_services import enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -46,16 +46,33 @@ def test_old_files_no_row_refers_to_are_swept_and_referenced_ones_are_kept() -> 
     assert files.exists(young_orphan)
 
 
-def test_template_files_are_never_swept() -> None:
-    template = files.store_bytes(
-        kind="templates", stem=str(uuid.uuid4()), mime="image/png", data=b"\x89PNG\r\n\x1a\n"
+def test_template_files_are_kept_while_a_template_or_an_unfinished_job_needs_them() -> None:
+    from ingest.models import TemplateMedia
+    from jobqueue.models import Job
+
+    def template_file() -> str:
+        path = files.store_bytes(
+            kind="templates", stem=str(uuid.uuid4()), mime="image/png", data=b"\x89PNG\r\n\x1a\n"
+        ).path
+        age(path, ORPHAN_MIN_AGE * 100)
+        return path
+
+    in_use = template_file()
+    TemplateMedia.objects.create(
+        path=in_use, mime="image/png", size=8, sha256="0" * 64, width=1, height=1
     )
-    age(template.path, ORPHAN_MIN_AGE * 100)
-    store_payload()  # something else in the store
+    needed_by_queued_job = template_file()  # its template row was deleted meanwhile
+    queued = enqueue()
+    Job.objects.filter(id=queued.id).update(
+        template_refs={"frame_media_id": {"path": needed_by_queued_job, "mime": "image/png"}}
+    )
+    forgotten = template_file()
 
     sweep_orphan_files(min_age=ORPHAN_MIN_AGE)
 
-    assert files.exists(template.path)
+    assert files.exists(in_use)
+    assert files.exists(needed_by_queued_job)
+    assert not files.exists(forgotten)
 
 
 def test_job_history_is_kept_for_its_retention_then_deleted_with_its_logs() -> None:
