@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
-from urllib.parse import urljoin
 
 from django.conf import settings as django_settings
 from django.db import IntegrityError, transaction
@@ -41,6 +40,7 @@ from ingest.models import Slot, TemplateBinding, TemplateMedia
 from ingest.services import inspect_image, register_template, update_slot
 from jobqueue import files
 from jobqueue.models import Job, MediaObject
+from photobooth import links
 from photobooth.errors import (
     Conflict,
     NotFound,
@@ -424,8 +424,7 @@ def default_ttl_seconds() -> int:
 
 def public_media_url(media_id: uuid.UUID) -> str:
     """The media's public address, built from PUBLIC_BASE_URL."""
-    base = str(django_settings.PUBLIC_BASE_URL).rstrip("/") + "/"
-    return urljoin(base, f"public/media/{media_id}")
+    return links.media_url(media_id)
 
 
 def register_temporary_media(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
+from PIL import Image, ImageOps
 
 from ingest.services import FILE_FIELD, PASSWORD_FIELD, IngestUpload, accept_photo
 from jobqueue import deadlines, files
@@ -206,6 +208,71 @@ def public_result(request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBase:
     )
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+# Result previews: longest side in pixels, and how long browsers and proxies may keep one.
+THUMBNAIL_MAX_SIDE = 320
+THUMBNAIL_MAX_AGE_SECONDS = 3600
+
+
+@require_GET
+def public_result_thumbnail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBase:
+    """A small JPEG preview of a finished job's result (at most 320 px on its long side).
+
+    Available exactly as long as the result itself: 404 for unknown or unsuccessful jobs, 410
+    once expired, 404 when the result is not an image the server can read (e.g. HEIC).
+    Cacheable for an hour, but never past the result's expiry.
+    """
+    job = Job.objects.filter(id=job_id, is_finalized=True, failure_reason__isnull=True).first()
+    if job is None:
+        return error_response(NotFound("No result with this id.", code="result_not_found"))
+    now = timezone.now()
+    if job.result_expires_at is None or job.result_expires_at <= now:
+        return error_response(Gone("This photo has expired.", code="result_expired"))
+    if not files.exists(job.result_path):
+        return error_response(Gone("This photo has expired.", code="result_expired"))
+    preview = _thumbnail_jpeg(job.result_path)
+    if preview is None:
+        return error_response(
+            NotFound("No preview can be made of this result.", code="thumbnail_unavailable")
+        )
+    remaining = int((job.result_expires_at - now).total_seconds())
+    response = HttpResponse(preview, content_type="image/jpeg")
+    response["Cache-Control"] = (
+        f"public, max-age={max(0, min(THUMBNAIL_MAX_AGE_SECONDS, remaining))}"
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _thumbnail_jpeg(path: str) -> bytes | None:
+    """A stored image shrunk to THUMBNAIL_MAX_SIDE as JPEG bytes; None if it cannot be read."""
+    box = (THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE)
+    try:
+        with files.open_file(path) as handle, Image.open(handle) as image:
+            width, height = image.size
+            if width * height > settings.INGEST_MAX_IMAGE_PIXELS:
+                return None
+            if image.format == "JPEG":
+                image.draft("RGB", box)  # decode at 1/2 … 1/8 scale: far less work and memory
+            image.thumbnail(box)
+            upright = ImageOps.exif_transpose(image)
+            flat = _flatten_to_rgb(upright)
+            buffer = io.BytesIO()
+            flat.save(buffer, format="JPEG", quality=82, optimize=True)
+            return buffer.getvalue()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+
+
+def _flatten_to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for JPEG: transparent areas become white instead of black."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 @require_GET

@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin
 
-from django.conf import settings
 from django.db.models import (
     Case,
     CharField,
@@ -28,12 +26,12 @@ from django.db.models import (
 )
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
-from django.urls import reverse
 from django.utils import timezone
 
 from jobqueue import deadlines
 from jobqueue.models import FailureReason, Job, JobStatus, ProcessingLog
 from photobooth.errors import NotFound
+from photobooth.links import result_download_url
 
 # What a person sees as a job's status: the queue's own status while the job is unfinalized,
 # then whether it succeeded (no failure_reason) or failed (failure_reason says why).
@@ -213,12 +211,6 @@ def _milliseconds(duration: timedelta | None) -> int | None:
     if duration is None:
         return None
     return max(0, int(duration.total_seconds() * 1000))
-
-
-def result_download_url(job_id: uuid.UUID) -> str:
-    """The public address guests download a job's result from."""
-    path = reverse("public-result", kwargs={"job_id": job_id})
-    return urljoin(settings.PUBLIC_BASE_URL.rstrip("/") + "/", path.lstrip("/"))
 
 
 def _view_fields(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:

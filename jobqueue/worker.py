@@ -17,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urljoin
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
@@ -28,6 +27,7 @@ from jobqueue.cleanup import run_cleanup
 from jobqueue.connections import release_connection
 from jobqueue.models import FailureReason, Job, MediaObject, ProcessingLog
 from jobqueue.notifications import JOBS_CHANNEL, Listener, notifications_supported
+from photobooth import links
 from providers.base import (
     InputImage,
     ProviderDeadlineExceeded,
@@ -436,4 +436,4 @@ def publish_temporary_media(*, job: Job, image: InputImage) -> str:
             ttl=job.expires_at - job.created_at,
         ),
     )
-    return urljoin(settings.PUBLIC_BASE_URL.rstrip("/") + "/", f"public/media/{media_id}")
+    return links.media_url(media_id)
