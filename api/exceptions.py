@@ -10,11 +10,12 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from photobooth.errors import PhotoboothError, error_response
+from photobooth.errors import DatabaseUnavailable, PhotoboothError, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRespon
     """DRF EXCEPTION_HANDLER: the one JSON error shape for every API error."""
     if isinstance(exc, PhotoboothError):
         return error_response(exc)
+    if isinstance(exc, DatabaseError):
+        logger.exception("API request failed: database unavailable")
+        return error_response(DatabaseUnavailable())
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

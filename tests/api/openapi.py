@@ -20,7 +20,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    schema = SchemaGenerator().get_schema(request=None, public=True)
+    schema = SchemaGenerator(urlconf="photobooth.urls").get_schema(request=None, public=True)
     # Round-trip through JSON: what clients see (lazy strings, tuples become plain values).
     return dict(json.loads(json.dumps(schema, default=str)))
 
