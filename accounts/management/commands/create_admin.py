@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from accounts.models import SCOPES, AuditEvent
 from accounts.services import audit, grant
@@ -45,27 +46,30 @@ class Command(BaseCommand):
                 f"Unknown permission(s): {', '.join(unknown)}. Known: {', '.join(SCOPES)}, all"
             )
         user_model = get_user_model()
-        user, created = user_model.objects.get_or_create(username=username)
-        password = self._password(options["password_env"], required=created)
-        if password:
-            if len(password) < 10:
-                raise CommandError("The password must be at least 10 characters long.")
-            user.set_password(password)
-        if options["superuser"]:
-            user.is_superuser = True
-        user.is_staff = True
-        user.save()
-        grant(user, scopes)
-        audit(
-            AuditEvent.Kind.ADMIN_CHANGED,
-            actor="manage.py",
-            details={
-                "username": username,
-                "created": created,
-                "granted": scopes,
-                "password_changed": bool(password),
-            },
-        )
+        exists = user_model.objects.filter(username=username).exists()
+        # Everything is checked before anything is written: a refusal leaves no half-made user.
+        password = self._password(options["password_env"], required=not exists)
+        if password and len(password) < 10:
+            raise CommandError("The password must be at least 10 characters long.")
+        with transaction.atomic():
+            user, created = user_model.objects.get_or_create(username=username)
+            if password:
+                user.set_password(password)
+            if options["superuser"]:
+                user.is_superuser = True
+            user.is_staff = True
+            user.save()
+            grant(user, scopes)
+            audit(
+                AuditEvent.Kind.ADMIN_CHANGED,
+                actor="manage.py",
+                details={
+                    "username": username,
+                    "created": created,
+                    "granted": scopes,
+                    "password_changed": bool(password),
+                },
+            )
         self.stdout.write(
             f"{'Created' if created else 'Updated'} admin {username}"
             + (f"; granted: {', '.join(scopes)}" if scopes else "")
