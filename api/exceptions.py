@@ -90,10 +90,18 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRespon
     return response
 
 
+# Pages people open in a browser get an HTML 404; everything else (API, ingest) gets JSON.
+HTML_PREFIXES = ("/dashboard", "/r/")
+
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """Django's 404 handler: the JSON shape for paths no view answers."""
+    """Django's 404 handler: the JSON shape for paths no view answers (HTML for pages)."""
+    from django.shortcuts import render
+
     from photobooth.errors import NotFound
 
+    if request.path.startswith(HTML_PREFIXES):
+        return render(request, "adminui/not_found.html", status=404)
     return error_response(NotFound("Nothing is served at this address.", code="not_found"))
 
 

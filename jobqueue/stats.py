@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, DateTimeField, Q
+from django.db.models import Count, DateTimeField, F, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth, TruncWeek
 from django.utils import timezone
 
@@ -414,3 +414,24 @@ def global_stats_json(stats: GlobalStats) -> dict[str, Any]:
         "periods": [period_json(period) for period in stats.periods],
         "totals": stats.totals.as_dict(),
     }
+
+
+# --- Per-slot summary (dashboard home) ---------------------------------------------------------
+
+
+def counts_by_slot(*, since: datetime) -> dict[str, Counts]:
+    """Each slot's counts for jobs created since `since` (and since the slot's last reset), in
+    one aggregate query. Slots without jobs are absent."""
+    last_reset = Slot.objects.filter(id=OuterRef("slot_id")).values("last_reset_at")[:1]
+    rows = (
+        Job.objects.filter(created_at__gte=since)
+        .annotate(slot_reset_at=Subquery(last_reset))
+        .filter(Q(slot_reset_at__isnull=True) | Q(created_at__gte=F("slot_reset_at")))
+        .values("slot_id")
+        .annotate(
+            **{name: Count("id", filter=rule) for name, rule in COUNTED.items()},
+            ingest_count=Count("id"),
+        )
+        .order_by("slot_id")
+    )
+    return {row["slot_id"]: Counts(**{name: row[name] for name in COUNT_NAMES}) for row in rows}

@@ -77,6 +77,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "adminui.access.user_scopes",
             ],
         },
     },
@@ -209,6 +210,11 @@ BOOTSTRAP_INGEST_PASSWORD = env.str("INGEST_PASSWORD", default="")
 # --- Web server (`manage.py serve`, run by `make run`) -------------------------------------------
 SERVE_HOST = env.str("HOST", default="127.0.0.1")
 SERVE_PORT = env.int("PORT", default=8000)
+
+# --- Dashboard (Django sessions) -----------------------------------------------------------------
+LOGIN_URL = "dashboard-login"
+LOGIN_REDIRECT_URL = "dashboard-home"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE_SECONDS", default=12 * 3600)
 
 # --- Admin API (DRF + simplejwt) -----------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -11,6 +11,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/", include("api.urls")),
     path("", include("ingest.urls")),
+    path("", include("adminui.urls")),
 ]
 
 handler404 = "api.exceptions.json_not_found"
