@@ -39,4 +39,5 @@ def requires_scope(scope: str) -> Callable[[View], View]:
 
 def user_scopes(request: HttpRequest) -> dict[str, Any]:
     """Template context processor: `scopes` of the logged-in user (for showing menu items)."""
-    return {"scopes": set(scopes_of(request.user)) if request.user.is_authenticated else set()}
+    user = getattr(request, "user", None)  # DRF-rendered pages may carry no user
+    return {"scopes": set(scopes_of(user)) if user is not None else set()}

@@ -61,7 +61,25 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "photobooth.security.SecurityHeadersMiddleware",
 ]
+
+# --- HTTPS (behind a TLS-terminating proxy such as nginx) ---------------------------------------
+# HTTPS=true: cookies only over HTTPS, HSTS, and the proxy's X-Forwarded-Proto is trusted (only
+# set this when the proxy overwrites that header; see Docs/deployment.md).
+HTTPS = env.bool("HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+# Plain-HTTP requests that reach the app are redirected, except probes from inside.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# HSTS preload is a registration an operator makes for their domain, not a server setting.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "photobooth.urls"
 ASGI_APPLICATION = "photobooth.asgi.application"
@@ -170,6 +188,8 @@ INGEST_WAIT_FALLBACK_POLL_SECONDS = env.float("INGEST_WAIT_FALLBACK_POLL_SECONDS
 
 # The externally reachable origin used to build public links (ingest URL, temporary media).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Dashboard forms posted from the public address pass the CSRF origin check behind a proxy.
+CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL.rstrip("/")]
 
 # --- Workers -----------------------------------------------------------------------------------
 WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=4)
@@ -300,18 +320,7 @@ warnings.filterwarnings(
 )
 
 # --- Logging -----------------------------------------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "INFO"},
-    },
-}
+# LOG_FORMAT (json, or plain when DEBUG) and LOG_LEVEL (INFO): see photobooth/logging_config.py.
+from photobooth.logging_config import logging_config  # noqa: E402  TEMP-LOGS
+
+LOGGING = logging_config(debug=DEBUG)
