@@ -25,4 +25,5 @@ application = IngestBodyGuard(
     django_application,
     max_photo_bytes=_max_photo_bytes,
     form_overhead_bytes=settings.INGEST_MAX_FORM_OVERHEAD_BYTES,
+    body_timeout_seconds=settings.INGEST_BODY_TIMEOUT_SECONDS,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +25,11 @@ class IngestBodyGuard:
     client sending `Expect: 100-continue` never gets the 100); a chunked body is counted as it
     arrives and cut off at the limit. Either way the answer is 413 in the usual JSON shape,
     naming the photo limit, and the body is never buffered whole.
+
+    A body must also arrive within `body_timeout_seconds` of the request's headers: a client
+    that stalls or trickles (slow-loris) gets 408 and its connection closed, instead of holding
+    a connection and a request slot for ever. The job's deadline counts from the headers too, so
+    a body slower than that could never be answered in time anyway.
     """
 
     def __init__(
@@ -32,11 +38,13 @@ class IngestBodyGuard:
         *,
         max_photo_bytes: Callable[[], int],
         form_overhead_bytes: int,
+        body_timeout_seconds: float = 60.0,
         prefix: str = "/ingest/",
     ):
         self.app = app
         self.max_photo_bytes = max_photo_bytes
         self.form_overhead_bytes = form_overhead_bytes
+        self.body_timeout_seconds = body_timeout_seconds
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,11 +62,19 @@ class IngestBodyGuard:
 
         received = 0
         too_large = False
+        too_slow = False
         response_started = False
+        body_deadline = time.monotonic() + self.body_timeout_seconds
 
         async def counting_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
+            nonlocal received, too_large, too_slow
+            try:
+                message = await asyncio.wait_for(
+                    receive(), timeout=max(0.0, body_deadline - time.monotonic())
+                )
+            except TimeoutError:
+                too_slow = True
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
@@ -74,8 +90,18 @@ class IngestBodyGuard:
             await send(message)
 
         await self.app(scope, counting_receive, tracking_send)
-        if too_large and not response_started:
+        if response_started:
+            return
+        if too_large:
             await _send_too_large(send, photo_limit)
+        elif too_slow:
+            await _send_error(
+                send,
+                408,
+                "request_timeout",
+                f"The upload did not arrive within {self.body_timeout_seconds:g} s.",
+                {"timeout_seconds": self.body_timeout_seconds},
+            )
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -89,19 +115,23 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _send_too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "code": "payload_too_large",
-                "message": f"The photo is larger than {limit} bytes.",
-                "details": {"max_bytes": limit},
-            }
-        }
-    ).encode()
+    await _send_error(
+        send,
+        413,
+        "payload_too_large",
+        f"The photo is larger than {limit} bytes.",
+        {"max_bytes": limit},
+    )
+
+
+async def _send_error(
+    send: Send, status: int, code: str, message: str, details: dict[str, Any]
+) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

@@ -165,6 +165,9 @@ FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 # Largest accepted photo. The request body may exceed it only by the multipart overhead below.
 INGEST_MAX_UPLOAD_BYTES = env.int("INGEST_MAX_UPLOAD_BYTES", default=15 * 1024 * 1024)
 INGEST_MAX_FORM_OVERHEAD_BYTES = 256 * 1024
+# An upload's body must arrive within this many seconds of its headers (else 408): stalled or
+# trickling clients do not hold connections for ever.
+INGEST_BODY_TIMEOUT_SECONDS = env.float("INGEST_BODY_TIMEOUT_SECONDS", default=60.0)
 # Largest accepted image in pixels (width x height): refuses decompression bombs before decoding.
 INGEST_MAX_IMAGE_PIXELS = env.int("INGEST_MAX_IMAGE_PIXELS", default=120_000_000)
 # How an upload is checked before its job is queued: "decode" reads every byte of image data
@@ -324,3 +327,19 @@ warnings.filterwarnings(
 from photobooth.logging_config import logging_config  # noqa: E402  TEMP-LOGS
 
 LOGGING = logging_config(debug=DEBUG)
+
+# TEMP-METRICS begin (removed before finishing; see the report)
+from photobooth.metrics_settings import (  # noqa: E402
+    METRICS_ALLOWED_NETWORKS,  # noqa: F401
+    METRICS_DB_CACHE_SECONDS,  # noqa: F401
+    METRICS_STORAGE_CACHE_SECONDS,  # noqa: F401
+    METRICS_TOKEN,  # noqa: F401
+    PROMETHEUS_AFTER_MIDDLEWARE,
+    PROMETHEUS_BEFORE_MIDDLEWARE,
+    WORKER_METRICS_HOST,  # noqa: F401
+    WORKER_METRICS_PORT,  # noqa: F401
+)
+
+INSTALLED_APPS = [*INSTALLED_APPS, "django_prometheus"]
+MIDDLEWARE = [PROMETHEUS_BEFORE_MIDDLEWARE, *MIDDLEWARE, PROMETHEUS_AFTER_MIDDLEWARE]
+# TEMP-METRICS end

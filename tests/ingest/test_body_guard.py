@@ -218,3 +218,38 @@ def test_endless_chunked_upload_is_cut_off_at_the_limit_and_the_server_stays_hea
     assert requests.get(f"{small_limit_web.base_url}/healthz", timeout=5).status_code == 200
     assert not Job.objects.exists()
     assert stored_files(media_root) == []
+
+
+def test_a_stalled_upload_gets_408_and_its_connection_closed(
+    live_db: None, tmp_path: Path, ingest_password: str, photo_jpeg: bytes, media_root: Path
+) -> None:
+    web = start_web(tmp_path, INGEST_BODY_TIMEOUT_SECONDS="1")
+    try:
+        body = multipart_body(ingest_password, photo_jpeg)
+        sock, host = connect(web.base_url)
+        with sock, sock.makefile("rb") as reader:
+            sock.sendall(
+                request_head(
+                    host,
+                    "/ingest/slot-001",
+                    {
+                        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                        "Content-Length": str(len(body)),
+                    },
+                )
+            )
+            sock.sendall(body[:100])  # ...and then nothing more (a stalled or slow-loris client)
+            started = time.monotonic()
+            response = read_response(reader)
+            waited = time.monotonic() - started
+
+        assert response.status == 408, response
+        error = response.json()["error"]
+        assert isinstance(error, dict) and error["code"] == "request_timeout"
+        assert response.headers["connection"] == "close"
+        assert waited < SOCKET_TIMEOUT
+        assert requests.get(f"{web.base_url}/healthz", timeout=5).status_code == 200
+        assert not Job.objects.exists()
+        assert stored_files(media_root) == []
+    finally:
+        web.process.stop()
