@@ -323,23 +323,18 @@ warnings.filterwarnings(
 )
 
 # --- Logging -----------------------------------------------------------------------------------
-# LOG_FORMAT (json, or plain when DEBUG) and LOG_LEVEL (INFO): see photobooth/logging_config.py.
-from photobooth.logging_config import logging_config  # noqa: E402  TEMP-LOGS
-
-LOGGING = logging_config(debug=DEBUG)
-
-# TEMP-METRICS begin (removed before finishing; see the report)
-from photobooth.metrics_settings import (  # noqa: E402
-    METRICS_ALLOWED_NETWORKS,  # noqa: F401
-    METRICS_DB_CACHE_SECONDS,  # noqa: F401
-    METRICS_STORAGE_CACHE_SECONDS,  # noqa: F401
-    METRICS_TOKEN,  # noqa: F401
-    PROMETHEUS_AFTER_MIDDLEWARE,
-    PROMETHEUS_BEFORE_MIDDLEWARE,
-    WORKER_METRICS_HOST,  # noqa: F401
-    WORKER_METRICS_PORT,  # noqa: F401
-)
-
-INSTALLED_APPS = [*INSTALLED_APPS, "django_prometheus"]
-MIDDLEWARE = [PROMETHEUS_BEFORE_MIDDLEWARE, *MIDDLEWARE, PROMETHEUS_AFTER_MIDDLEWARE]
-# TEMP-METRICS end
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+    },
+}
