@@ -4,7 +4,8 @@ Results and temporary public copies of guests' photos must not carry where and w
 taken, or the camera's serial number. Stripping is lossless where the format allows it: JPEG
 segments, PNG chunks and WebP chunks holding metadata are dropped and every pixel byte is kept.
 Only a JPEG whose EXIF orientation rotates it is re-encoded (upright, at high quality), since
-dropping that tag alone would turn the picture on its side. Colour profiles are kept.
+dropping that tag alone would turn the picture on its side. Colour profiles are kept; anything
+appended after a JPEG's end (embedded previews, or a polyglot's second file) is dropped.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def _strip_jpeg(data: bytes) -> bytes:
             position += 1
             continue
         if marker in (0xD9, 0xDA) or marker == -1:
-            # Start of scan (or end of image): the compressed data follows; keep it all.
-            out += data[position:]
+            # Start of scan: the compressed data follows, kept byte for byte up to the end of
+            # the image; whatever trails it (previews, appended files) is not published.
+            end = data.find(b"\xff\xd9", position + 2)
+            out += data[position:] if end < 0 else data[position : end + 2]
             return bytes(out)
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             out += data[position : position + 2]

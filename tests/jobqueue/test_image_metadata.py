@@ -68,8 +68,17 @@ def test_a_jpeg_keeps_its_compressed_data_byte_for_byte() -> None:
     stripped = strip_metadata(original, "image/jpeg")
 
     scan = original.index(b"\xff\xda")
-    assert stripped.endswith(original[scan:])
+    assert stripped.endswith(original[scan:])  # the compressed data, unchanged
     assert len(stripped) < len(original)
+
+
+def test_anything_appended_after_a_jpeg_is_not_published() -> None:
+    original = photo_with_metadata("JPEG") + b"<html><script>alert(1)</script></html>"
+
+    stripped = strip_metadata(original, "image/jpeg")
+
+    assert stripped.endswith(b"\xff\xd9") and b"<script>" not in stripped
+    assert opened(stripped).size == (64, 48)
 
 
 def test_a_rotated_jpeg_is_made_upright_before_its_orientation_tag_goes() -> None:
