@@ -3,7 +3,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from adminui import monitor_pages, settings_pages, slot_pages, views
+from adminui import guest_pages, monitor_pages, settings_pages, slot_pages, views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard-home"), name="root"),
@@ -13,4 +13,5 @@ urlpatterns = [
     *slot_pages.urlpatterns,
     *monitor_pages.urlpatterns,
     *settings_pages.urlpatterns,
+    *guest_pages.urlpatterns,
 ]

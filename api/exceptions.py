@@ -100,6 +100,8 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
     from photobooth.errors import NotFound
 
+    if request.path.startswith("/r/"):
+        return render(request, "adminui/guest_not_found.html", status=404)
     if request.path.startswith(HTML_PREFIXES):
         return render(request, "adminui/not_found.html", status=404)
     return error_response(NotFound("Nothing is served at this address.", code="not_found"))
