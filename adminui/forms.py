@@ -317,6 +317,10 @@ class SlotForm(SettingsForm):
     is_active = forms.BooleanField(
         label="Active: booths may send photos to this slot", required=False
     )
+    qr_stamp = forms.BooleanField(
+        label="Print a QR code linking to the guest's photo page on each result",
+        required=False,
+    )
     provider = forms.ChoiceField(label="Provider")
     operation = forms.ChoiceField(label="Operation")
     # The version the form was rendered from, and for which provider and operation.
@@ -378,6 +382,7 @@ def form_for_slot(slot: Slot, *, etag: str, templates: Sequence[TemplateOption] 
         initial={
             "name": slot.name,
             "is_active": slot.is_active,
+            "qr_stamp": slot.qr_stamp,
             "provider": provider_id,
             "operation": operation_id,
             "etag": etag,
@@ -409,6 +414,7 @@ def form_for_new_choice(data: QueryDict, *, templates: Sequence[TemplateOption] 
         initial={
             "name": data.get("name", ""),
             "is_active": "is_active" in data,
+            "qr_stamp": "qr_stamp" in data,
             "provider": provider_id,
             "operation": operation_id,
             "etag": data.get("etag", ""),
@@ -462,6 +468,7 @@ def save_slot_form(
                 operation_id=data["operation"],
                 settings=settings,
                 is_active=bool(data.get("is_active")),
+                qr_stamp=bool(data.get("qr_stamp")),
                 name=data["name"],
                 actor=actor,
                 request=request,

@@ -112,6 +112,11 @@ class SlotUpdate(serializers.Serializer[Any]):
         "defaults."
     )
     is_active = JsonBooleanField(help_text="Whether the booth may send photos to this slot.")
+    qr_stamp = JsonBooleanField(
+        required=False,
+        help_text="Stamp a QR code of the guest's result page onto each result; unchanged "
+        "when left out.",
+    )
     updated_at = serializers.DateTimeField(
         required=False,
         help_text="The slot's updated_at as read: an alternative to the If-Match header.",
@@ -133,6 +138,7 @@ class SlotSerializer(serializers.Serializer[Any]):
     operation_id = serializers.CharField()
     settings_json = serializers.DictField(help_text="The operation's settings.")
     is_active = serializers.BooleanField()
+    qr_stamp = serializers.BooleanField(help_text="Results carry a QR code of their guest page.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField(help_text="The slot's version (see the ETag).")
     last_reset_at = serializers.DateTimeField(
@@ -269,6 +275,7 @@ class SlotDetailView(APIView):
                 settings=values["settings_json"],
                 is_active=values["is_active"],
                 name=values.get("name"),
+                qr_stamp=values.get("qr_stamp"),
                 actor=request.user.get_username(),
                 request=request._request,
             )

@@ -23,6 +23,8 @@ class Slot(models.Model):
     # Also the slot's version for ETag / If-Match.
     updated_at = models.DateTimeField(auto_now=True)
     last_reset_at = models.DateTimeField(null=True, blank=True)
+    # Stamp a small QR code linking to the guest's result page onto every result of this slot.
+    qr_stamp = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

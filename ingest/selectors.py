@@ -189,7 +189,7 @@ def _recent_result(row: Mapping[str, Any]) -> RecentResult:
 
 
 # --- writes (shared by the API and the dashboard) -----------------------------------------------
-_TRACKED_FIELDS = ("name", "provider_id", "operation_id", "is_active")
+_TRACKED_FIELDS = ("name", "provider_id", "operation_id", "is_active", "qr_stamp")
 
 
 def _changes(before: Mapping[str, Any], after: Slot) -> tuple[list[str], list[str]]:
@@ -219,6 +219,7 @@ def update_slot_if_current(
     settings: Mapping[str, Any],
     is_active: bool,
     name: str | None = None,
+    qr_stamp: bool | None = None,
     actor: str,
     request: HttpRequest | None = None,
 ) -> Slot:
@@ -247,6 +248,7 @@ def update_slot_if_current(
             settings=settings,
             is_active=is_active,
             name=name,
+            qr_stamp=qr_stamp,
         )
         fields, setting_keys = _changes(before, saved)
         if fields:

@@ -14,9 +14,13 @@ from typing import IO, Any
 from django.conf import settings as django_settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import DatabaseError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
+from accounts.models import AuditEvent
+from accounts.services import audit, client_address
+from ingest.image_checks import unexpected_trailer
 from ingest.image_types import HEIC, HEIF, JPEG, SNIFF_BYTES, WEBP, sniff_image_mime
 from ingest.models import IngestSettings, Slot, TemplateBinding, TemplateMedia
 from jobqueue import files
@@ -71,6 +75,61 @@ def check_ingest_password(candidate: str) -> None:
     _verified_candidates[stored_hash] = digest
 
 
+# Refusals that are the client's doing (not "no password configured"): logged and audited.
+PASSWORD_FAILURE_CODES = frozenset({"invalid_password", "missing_password"})
+
+
+def record_ingest_password_failure(*, slot_id: str, code: str, request: HttpRequest | None) -> None:
+    """A refused ingest password: a warning and an audit row with the client's address.
+
+    Never the password itself. The booth's answer (401) does not depend on the audit row: a
+    database that cannot take it is only logged.
+    """
+    logger.warning(
+        "ingest password refused",
+        extra={"slot_id": slot_id, "code": code, "client_address": client_address(request)},
+    )
+    try:
+        audit(
+            AuditEvent.Kind.INGEST_PASSWORD_FAILED,
+            request=request,
+            details={"slot_id": slot_id, "code": code},
+        )
+    except DatabaseError:
+        logger.warning("could not audit a refused ingest password", exc_info=True)
+
+
+def refuse_throttled_address(request: HttpRequest | None) -> None:
+    """429 (with Retry-After) for a client address with too many refused ingest passwords.
+
+    Counted per address from the audit log, so every web process agrees. Not per target: the
+    ingest password is one for all booths, and locking it would let anyone stop every booth.
+    """
+    address = client_address(request)
+    if not address:
+        return
+    window = timedelta(seconds=django_settings.INGEST_THROTTLE_WINDOW_SECONDS)
+    limit = django_settings.INGEST_MAX_PASSWORD_FAILURES_PER_ADDRESS
+    recent = list(
+        AuditEvent.objects.filter(
+            kind=AuditEvent.Kind.INGEST_PASSWORD_FAILED,
+            client_address=address,
+            created_at__gte=timezone.now() - window,
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) < limit:
+        return
+    retry_after = max(1, int((recent[-1] + window - timezone.now()).total_seconds()) + 1)
+    raise TooManyRequests(
+        "Too many wrong passwords from this address; try again later.",
+        code="password_throttled",
+        details={"retry_after_seconds": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def set_ingest_password(*, password: str, changed_by: str) -> None:
     """Store a new ingest password (as a hash); effective for the next upload."""
     if not password:
@@ -100,6 +159,7 @@ def update_slot(
     settings: Mapping[str, Any],
     is_active: bool,
     name: str | None = None,
+    qr_stamp: bool | None = None,
 ) -> Slot:
     """Validate and store a slot's configuration, keeping its template bindings in step.
 
@@ -131,6 +191,8 @@ def update_slot(
         slot.is_active = is_active
         if name is not None:
             slot.name = name
+        if qr_stamp is not None:
+            slot.qr_stamp = qr_stamp
         slot.save()
         slot.template_bindings.exclude(setting_key__in=templates).delete()
         for key, template in templates.items():
@@ -177,6 +239,7 @@ def job_configuration(slot: Slot) -> JobConfiguration:
             key: {"path": template.path, "mime": template.mime, "id": str(template.id)}
             for key, template in bindings.items()
         },
+        qr_stamp=slot.qr_stamp,
     )
 
 
@@ -334,7 +397,17 @@ def inspect_image(stream: IO[bytes]) -> tuple[str, int, int]:
                     code="too_many_pixels",
                     details={"width": width, "height": height, "max_pixels": limit},
                 )
+            if getattr(image, "n_frames", 1) > 1:
+                raise BadRequest(
+                    "Animated or multi-frame images are not photos.", code="animated_image"
+                )
             image.verify()  # structure and checksums (PNG); a no-op for JPEG
+        stream.seek(0)
+        if unexpected_trailer(stream.read(), mime):
+            raise BadRequest(
+                "The file carries data after the end of the image.",
+                code="unexpected_trailing_data",
+            )
         stream.seek(0)
         if django_settings.INGEST_IMAGE_CHECK == "decode":
             with Image.open(stream) as image:
@@ -378,6 +451,9 @@ def _integrity(declared: Any, stored: files.StoredFile) -> str:
     if not isinstance(declared, str) or not declared:
         return "absent"
     declared = declared.strip().lower()
-    if hmac.compare_digest(declared, stored.sha1) or hmac.compare_digest(declared, stored.sha256):
+    given = declared.encode("utf-8", "surrogatepass")  # any text a booth sends, never a crash
+    if hmac.compare_digest(given, stored.sha1.encode()) or hmac.compare_digest(
+        given, stored.sha256.encode()
+    ):
         return "verified"
     return "mismatch"

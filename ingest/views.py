@@ -18,12 +18,21 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from PIL import Image, ImageOps
 
-from ingest.services import FILE_FIELD, PASSWORD_FIELD, IngestUpload, accept_photo
+from ingest.services import (
+    FILE_FIELD,
+    PASSWORD_FAILURE_CODES,
+    PASSWORD_FIELD,
+    IngestUpload,
+    accept_photo,
+    record_ingest_password_failure,
+    refuse_throttled_address,
+)
 from jobqueue import deadlines, files
 from jobqueue.connections import in_thread
 from jobqueue.models import FailureReason, Job, MediaObject
 from jobqueue.services import finalize_expired
 from jobqueue.waiter import Registration, waiter_for_this_loop
+from photobooth import metrics
 from photobooth.body_guard import RECEIVED_AT_SCOPE_KEY
 from photobooth.errors import (
     BadRequest,
@@ -35,6 +44,7 @@ from photobooth.errors import (
     PayloadTooLarge,
     PhotoboothError,
     ProviderFailed,
+    Unauthorized,
     error_response,
 )
 
@@ -42,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 
 @csrf_exempt
+@metrics.observe_ingest
 async def ingest(request: HttpRequest, slot_id: str) -> HttpResponse:
     """Accept a photo, queue its job and answer with the result, or an error, by the deadline."""
     if request.method != "POST":
@@ -113,11 +124,16 @@ def _deadline_reached(job: Job) -> DeadlineReached:
 
 
 def _accept(request: HttpRequest, slot_id: str, job_id: uuid.UUID) -> Job:
+    refuse_throttled_address(request)
     upload = _parse(request, slot_id)
     try:
         return accept_photo(
             upload, max_upload_bytes=settings.INGEST_MAX_UPLOAD_BYTES, job_id=job_id
         )
+    except Unauthorized as refused:
+        if refused.code in PASSWORD_FAILURE_CODES:
+            record_ingest_password_failure(slot_id=slot_id, code=refused.code, request=request)
+        raise
     finally:
         if upload.photo is not None:
             upload.photo.close()

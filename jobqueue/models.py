@@ -32,6 +32,8 @@ class Job(models.Model):
     settings_snapshot = models.JSONField(default=dict)
     # Template images the operation needs: {setting_key: {"path", "mime", "name"}}.
     template_refs = models.JSONField(default=dict)
+    # Part of the snapshot: stamp a QR code of the guest page onto the result.
+    qr_stamp = models.BooleanField(default=False)
     # Extra multipart fields sent with the photo (DSLR Remote Pro's time, id, hash, …).
     metadata = models.JSONField(default=dict)
 

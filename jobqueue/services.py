@@ -29,6 +29,8 @@ from jobqueue.models import (
     WorkerHeartbeat,
 )
 from jobqueue.notifications import FINALIZED_CHANNEL, JOBS_CHANNEL, notify
+from photobooth import metrics
+from photobooth.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class JobConfiguration:
     operation_id: str
     settings: Mapping[str, Any]
     template_refs: Mapping[str, Mapping[str, str]]
+    qr_stamp: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ def enqueue_job(
             operation_id=configuration.operation_id,
             settings_snapshot=dict(configuration.settings),
             template_refs={key: dict(ref) for key, ref in configuration.template_refs.items()},
+            qr_stamp=configuration.qr_stamp,
             metadata=dict(metadata),
             created_at=received_at,
             expires_at=job_deadlines.expires_at,
@@ -104,7 +108,8 @@ def enqueue_job(
                     job=job,
                     event=ProcessingLog.Event.RECEIVED,
                     created_at=received_at,
-                    details=dict(received_details or {}),
+                    # The request's correlation id: the worker logs this job's lines under it.
+                    details=_with_request_id(received_details),
                 ),
                 ProcessingLog(
                     job=job,
@@ -120,6 +125,11 @@ def enqueue_job(
         extra={"job_id": str(job.id), "slot_id": job.slot_id, "provider": job.provider_id},
     )
     return job
+
+
+def _with_request_id(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    request_id = current_request_id()
+    return {**(details or {}), **({"request_id": request_id} if request_id else {})}
 
 
 @dataclass(frozen=True)
@@ -271,6 +281,11 @@ def release_jobs(*, jobs: list[Job]) -> int:
             if changed:
                 record_event(job.id, ProcessingLog.Event.RELEASED, {"worker_id": job.worker_id})
                 notify(JOBS_CHANNEL)
+        if changed:
+            logger.info(
+                "job released to the queue",
+                extra={"job_id": str(job.id), "slot_id": job.slot_id, "worker_id": job.worker_id},
+            )
         released += changed
     return released
 
@@ -399,9 +414,15 @@ def _finalize(
         notify(FINALIZED_CHANNEL, str(job.id))
         payload_path = job.payload_path
         transaction.on_commit(lambda: _release_job_files(job.id, payload_path))
+    metrics.observe_finalized(job, outcome=str(log_details["outcome"]), finalized_at=now)
     logger.info(
         "job finalized",
-        extra={"job_id": str(job.id), "slot_id": job.slot_id, "outcome": log_details["outcome"]},
+        extra={
+            "job_id": str(job.id),
+            "slot_id": job.slot_id,
+            "provider": job.provider_id,
+            **details,
+        },
     )
     return True
 

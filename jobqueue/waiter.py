@@ -13,6 +13,7 @@ committed, so no finalization can slip past). Two things resolve those futures:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import uuid
@@ -85,7 +86,8 @@ class FinalizationWaiter:
 
     def ensure_polling(self) -> None:
         if self._poller is None or self._poller.done():
-            self._poller = self.loop.create_task(self._poll())
+            # A fresh context: not the thread or request id of the request that started it.
+            self._poller = self.loop.create_task(self._poll(), context=contextvars.Context())
 
     def resolve(self, job_id: uuid.UUID) -> None:
         """Wake every request waiting for `job_id` (call in this waiter's loop)."""

@@ -25,9 +25,13 @@ from django.utils import timezone
 from jobqueue import deadlines, files, services
 from jobqueue.cleanup import run_cleanup
 from jobqueue.connections import release_connection
+from jobqueue.image_metadata import UnreadableImage, strip_metadata
 from jobqueue.models import FailureReason, Job, MediaObject, ProcessingLog
 from jobqueue.notifications import JOBS_CHANNEL, Listener, notifications_supported
-from photobooth import links
+from jobqueue.qr_stamp import stamp_qr_if_possible
+from photobooth import links, metrics
+from photobooth.qr import guest_result_url
+from photobooth.request_id import request_id_context
 from providers.base import (
     InputImage,
     ProviderDeadlineExceeded,
@@ -255,6 +259,22 @@ class Worker:
 
     # --- one job -----------------------------------------------------------------------------
     def _process_safely(self, job: Job) -> None:
+        # The job's log lines (provider calls included) carry the id of the request that
+        # queued it.
+        with request_id_context(_queued_request_id(job)):
+            logger.info(
+                "job picked up",
+                extra={
+                    "job_id": str(job.id),
+                    "slot_id": job.slot_id,
+                    "provider": job.provider_id,
+                    "worker_id": self.worker_id,
+                    "attempt": job.attempt_count,
+                },
+            )
+            self._process_in_context(job)
+
+    def _process_in_context(self, job: Job) -> None:
         assert job.lease_token is not None, "only acquired jobs are processed"
         try:
             process_job(job, retry=self.config.retry)
@@ -361,6 +381,7 @@ def process_job(job: Job, *, retry: RetryPolicy = NO_RETRIES) -> None:
 
 
 def _run_provider(job: Job, request: ProviderRequest) -> ProviderResult:
+    metrics.set_current_provider(job.provider_id)
     try:
         return get_provider(job.provider_id).run(request)
     except SettingsInvalid as invalid:
@@ -369,7 +390,10 @@ def _run_provider(job: Job, request: ProviderRequest) -> ProviderResult:
 
 
 def _store_and_finalize(job: Job, lease_token: uuid.UUID, result: ProviderResult) -> None:
-    stored = files.store_bytes(kind="results", stem=str(job.id), mime=result.mime, data=result.data)
+    data = publishable(result.data, result.mime, job=job)
+    if job.qr_stamp:
+        data = stamp_qr_if_possible(data, result.mime, guest_result_url(job.id))
+    stored = files.store_bytes(kind="results", stem=str(job.id), mime=result.mime, data=data)
     while True:
         try:
             won = services.finalize_success(
@@ -399,7 +423,43 @@ def _store_and_finalize(job: Job, lease_token: uuid.UUID, result: ProviderResult
         logger.info("late provider result ignored", extra={"job_id": str(job.id)})
 
 
+_PROVIDER_CALL_MESSAGES = {
+    "success": "provider call succeeded",
+    "retry": "provider call failed, retrying",
+    "error": "provider call failed",
+    "timeout": "provider call reached the deadline",
+}
+
+
+def _queued_request_id(job: Job) -> str | None:
+    """The correlation id of the request that queued the job (kept in its `received` row)."""
+    try:
+        details = (
+            ProcessingLog.objects.filter(job_id=job.id, event=ProcessingLog.Event.RECEIVED)
+            .values_list("details", flat=True)
+            .first()
+        )
+    except DatabaseError:
+        release_connection()
+        return None
+    request_id = details.get("request_id") if isinstance(details, dict) else None
+    return request_id if isinstance(request_id, str) else None
+
+
 def _log_provider_call(job: Job, started: float, **details: Any) -> None:
+    metrics.observe_provider_attempt(job.provider_id, time.monotonic() - started, details)
+    outcome = details.get("outcome", "")
+    logger.log(
+        logging.WARNING if outcome in ("retry", "error") else logging.INFO,
+        _PROVIDER_CALL_MESSAGES.get(outcome, "provider call"),
+        extra={
+            "job_id": str(job.id),
+            "provider": job.provider_id,
+            "operation": job.operation_id,
+            "duration_ms": int((time.monotonic() - started) * 1000),
+            **details,
+        },
+    )
     try:
         services.record_event(
             job.id,
@@ -417,11 +477,24 @@ def _log_provider_call(job: Job, started: float, **details: Any) -> None:
         logger.warning("could not log a provider call", extra={"job_id": str(job.id)})
 
 
+def publishable(data: bytes, mime: str, *, job: Job) -> bytes:
+    """The image as it may be published: without camera metadata (GPS, serial numbers) unless
+    PUBLISH_KEEP_METADATA is set. An image whose structure cannot be read is kept as it is."""
+    if settings.PUBLISH_KEEP_METADATA:
+        return data
+    try:
+        return strip_metadata(data, mime)
+    except UnreadableImage:
+        logger.warning("could not strip image metadata", extra={"job_id": str(job.id)})
+        return data
+
+
 def publish_temporary_media(*, job: Job, image: InputImage) -> str:
     """Store an image behind a temporary public URL that lives no longer than the job."""
     now = timezone.now()
     media_id = uuid.uuid4()
-    stored = files.store_bytes(kind="media", stem=str(media_id), mime=image.mime, data=image.data)
+    data = publishable(image.data, image.mime, job=job)
+    stored = files.store_bytes(kind="media", stem=str(media_id), mime=image.mime, data=data)
     MediaObject.objects.create(
         id=media_id,
         job_id=job.id,

@@ -66,8 +66,14 @@ class IngestBodyGuard:
         response_started = False
         body_deadline = time.monotonic() + self.body_timeout_seconds
 
+        body_complete = False
+
         async def counting_receive() -> Message:
-            nonlocal received, too_large, too_slow
+            nonlocal received, too_large, too_slow, body_complete
+            if body_complete:
+                # Django now only listens for a disconnect, and cancels that wait when it has
+                # answered: no timeout here, so that its cancellation is never swallowed.
+                return await receive()
             try:
                 message = await asyncio.wait_for(
                     receive(), timeout=max(0.0, body_deadline - time.monotonic())
@@ -75,6 +81,8 @@ class IngestBodyGuard:
             except TimeoutError:
                 too_slow = True
                 return {"type": "http.disconnect"}
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_complete = True
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:

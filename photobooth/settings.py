@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from photobooth import metrics_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -43,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_prometheus",
     "accounts.apps.AccountsConfig",
     "providers.apps.ProvidersConfig",
     "jobqueue.apps.JobQueueConfig",
@@ -52,9 +55,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (API docs page, dashboard) served by the app itself, compressed and cached.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "photobooth.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -62,6 +66,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "photobooth.security.SecurityHeadersMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # --- HTTPS (behind a TLS-terminating proxy such as nginx) ---------------------------------------
@@ -182,6 +187,12 @@ INGEST_MAX_UNFINISHED_TOTAL = env.int("INGEST_MAX_UNFINISHED_TOTAL", default=200
 INGEST_RETRY_AFTER_SECONDS = env.int("INGEST_RETRY_AFTER_SECONDS", default=5)
 # Refuse uploads (503) while no worker is alive, instead of holding the booth until the deadline.
 INGEST_REQUIRE_LIVE_WORKER = env.bool("INGEST_REQUIRE_LIVE_WORKER", default=True)
+# Brute force: a client address with this many refused ingest passwords within the window gets
+# 429 until the oldest of them leaves the window.
+INGEST_MAX_PASSWORD_FAILURES_PER_ADDRESS = env.int(
+    "INGEST_MAX_PASSWORD_FAILURES_PER_ADDRESS", default=20
+)
+INGEST_THROTTLE_WINDOW_SECONDS = env.int("INGEST_THROTTLE_WINDOW_SECONDS", default=900)
 # How often a web process looks up the jobs its requests wait for: on SQLite, and on PostgreSQL
 # while its notification listener is down.
 INGEST_WAIT_POLL_SECONDS = env.float("INGEST_WAIT_POLL_SECONDS", default=0.1)
@@ -191,6 +202,9 @@ INGEST_WAIT_FALLBACK_POLL_SECONDS = env.float("INGEST_WAIT_FALLBACK_POLL_SECONDS
 
 # The externally reachable origin used to build public links (ingest URL, temporary media).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Results and temporary public copies are published without EXIF/GPS, XMP, IPTC and comments
+# unless this is set.
+PUBLISH_KEEP_METADATA = env.bool("PUBLISH_KEEP_METADATA", default=False)
 # Dashboard forms posted from the public address pass the CSRF origin check behind a proxy.
 CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL.rstrip("/")]
 
@@ -223,6 +237,14 @@ WORKER_GLOBAL_CONCURRENCY = env.int("WORKER_GLOBAL_CONCURRENCY", default=0)
 # job's deadline.
 PROVIDER_MAX_RETRIES = env.int("PROVIDER_MAX_RETRIES", default=2)
 PROVIDER_RETRY_BACKOFF_SECONDS = env.float("PROVIDER_RETRY_BACKOFF_SECONDS", default=1.0)
+
+# --- Metrics (Docs/metrics.md) -----------------------------------------------------------------
+METRICS_ALLOWED_NETWORKS = metrics_settings.METRICS_ALLOWED_NETWORKS
+METRICS_TOKEN = metrics_settings.METRICS_TOKEN
+METRICS_DB_CACHE_SECONDS = metrics_settings.METRICS_DB_CACHE_SECONDS
+METRICS_STORAGE_CACHE_SECONDS = metrics_settings.METRICS_STORAGE_CACHE_SECONDS
+WORKER_METRICS_PORT = metrics_settings.WORKER_METRICS_PORT
+WORKER_METRICS_HOST = metrics_settings.WORKER_METRICS_HOST
 
 # --- First start (`manage.py bootstrap`, run by `make run`) ------------------------------------
 # Used only when no admin account / no ingest password exists yet; empty means "generate one".
@@ -323,18 +345,7 @@ warnings.filterwarnings(
 )
 
 # --- Logging -----------------------------------------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "INFO"},
-    },
-}
+# LOG_FORMAT (json, or plain when DEBUG) and LOG_LEVEL (INFO): see photobooth/logging_config.py.
+from photobooth.logging_config import logging_config  # noqa: E402
+
+LOGGING = logging_config(debug=DEBUG)

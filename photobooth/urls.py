@@ -1,14 +1,12 @@
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    """The process is up and serving requests."""
-    return JsonResponse({"status": "ok"})
-
+from photobooth.health import healthz, readyz
+from photobooth.metrics import metrics_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/", include("api.urls")),
     path("", include("ingest.urls")),
     path("", include("adminui.urls")),

@@ -9,6 +9,7 @@ provider error messages short and free of secrets.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from photobooth import metrics
 from providers.base import ProviderDeadlineExceeded, ProviderError, ProviderRequest
 
 # A connection that cannot be opened in this long will not be opened in time for a guest.
@@ -26,6 +28,8 @@ MAX_RESPONSE_BYTES = 60 * 1024 * 1024
 MAX_ERROR_MESSAGE = 300
 
 _sessions = threading.local()
+
+logger = logging.getLogger(__name__)
 
 
 def _session() -> requests.Session:
@@ -175,16 +179,17 @@ def _read_bounded(request: ProviderRequest, response: requests.Response) -> None
 def _record(
     request: ProviderRequest, what: str, method: str, url: str, started: float, *, status: Any
 ) -> None:
+    metrics.observe_provider_http(status, time.monotonic() - started)
+    details = {
+        "call": what,
+        "method": method,
+        # The path only: query strings may carry keys or tokens.
+        "path": urlsplit(url).path,
+        "status": status,
+        "duration_ms": int((time.monotonic() - started) * 1000),
+    }
+    # Written in the job's thread: the line carries the job's correlation id.
+    logger.info("provider http call", extra=details)
     if request.record_event is None:
         return
-    request.record_event(
-        "http_call",
-        {
-            "call": what,
-            "method": method,
-            # The path only: query strings may carry keys or tokens.
-            "path": urlsplit(url).path,
-            "status": status,
-            "duration_ms": int((time.monotonic() - started) * 1000),
-        },
-    )
+    request.record_event("http_call", details)

@@ -47,6 +47,7 @@ from urllib.parse import urljoin, urlsplit
 from django.conf import settings as django_settings
 from PIL import Image
 
+from photobooth import metrics
 from providers import http
 from providers.base import (
     JPEG,
@@ -348,6 +349,7 @@ class _Task:
             outcome = "deadline"
             raise
         finally:
+            metrics.observe_turbotext_polling(polls, outcome)
             _event(self.request, "polled", {"queueid": queueid, "polls": polls, "outcome": outcome})
 
     def _result_url(self, answer: Any, *, what: str) -> str:

@@ -383,6 +383,18 @@ def test_saving_can_switch_the_slot_off_and_on() -> None:
     assert Slot.objects.get(id=SLOT).is_active
 
 
+def test_saving_can_turn_the_qr_stamp_on_and_off() -> None:
+    client = logged_in(*WRITER)
+
+    configure(client, form_data(qr_stamp="on"))
+    assert Slot.objects.get(id=SLOT).qr_stamp
+    box = re.search(r'<input[^>]*id="id_qr_stamp"[^>]*>', client.get(PAGE).content.decode())
+    assert box is not None and "checked" in box.group(0)
+
+    configure(client, form_data())
+    assert not Slot.objects.get(id=SLOT).qr_stamp
+
+
 def test_saving_another_operation_with_an_uploaded_template_chosen() -> None:
     template = a_template("gold frame.png")
     client = logged_in(*WRITER)

@@ -37,6 +37,7 @@ SLOT_KEYS = {
     "operation_id",
     "settings_json",
     "is_active",
+    "qr_stamp",
     "created_at",
     "updated_at",
     "last_reset_at",
@@ -158,6 +159,7 @@ def test_list_returns_every_slot_in_the_documented_shape(admin_api: APIClient) -
         "operation_id": "photo_look",
         "settings_json": {"look": "vintage", "jpeg_quality": 90},
         "is_active": True,
+        "qr_stamp": False,
         "created_at": first["created_at"],
         "updated_at": first["updated_at"],
         "last_reset_at": None,
@@ -630,3 +632,22 @@ def test_thumbnail_of_a_result_pillow_cannot_read_is_404() -> None:
     job = succeed(data=b"\xff\xd8\xff\xe0 not really a jpeg", mime="image/jpeg")
 
     assert_error(thumbnail(job.id), 404, "thumbnail_unavailable")
+
+
+def test_the_qr_stamp_option_is_saved_and_reaches_new_jobs(admin_api: APIClient) -> None:
+    from ingest.models import Slot
+    from ingest.services import job_configuration
+
+    current = admin_api.get("/api/slots/slot-001")
+    body = {
+        "provider_id": "local",
+        "operation_id": "photo_look",
+        "settings_json": {"look": "sepia"},
+        "is_active": True,
+        "qr_stamp": True,
+    }
+
+    saved = admin_api.put("/api/slots/slot-001", body, format="json", HTTP_IF_MATCH=current["ETag"])
+
+    assert saved.status_code == 200 and saved.json()["qr_stamp"] is True
+    assert job_configuration(Slot.objects.get(id="slot-001")).qr_stamp is True

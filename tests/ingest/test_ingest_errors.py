@@ -354,3 +354,122 @@ def test_any_extra_form_fields_are_kept_with_the_job(
         "tag": ["first-dance", "family"],
         "empty": "",
     }
+
+
+# --- hostile files -----------------------------------------------------------------------------
+def _animated(fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("RGB", (32, 32), color) for color in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_animated_images_are_refused_with_400(
+    client: Client, ingest_password: str, media_root: Path, fmt: str
+) -> None:
+    response = client.post(
+        URL, {"password": ingest_password, "fileToUpload": upload(_animated(fmt))}
+    )
+
+    assert_json_error(response, 400, "animated_image")
+    assert_nothing_left_behind(media_root)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"<html><script>alert(document.cookie)</script></html>", b"PK\x03\x04" + b"\x00" * 64],
+)
+def test_a_photo_with_a_second_file_appended_is_refused_with_400(
+    client: Client, ingest_password: str, media_root: Path, payload: bytes
+) -> None:
+    polyglot = make_photo() + payload
+
+    response = client.post(URL, {"password": ingest_password, "fileToUpload": upload(polyglot)})
+
+    assert_json_error(response, 400, "unexpected_trailing_data")
+    assert_nothing_left_behind(media_root)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        b"GIF89a" + b"\x00" * 64,
+    ],
+)
+def test_svg_and_gif_are_not_accepted(
+    client: Client, ingest_password: str, media_root: Path, data: bytes
+) -> None:
+    response = client.post(URL, {"password": ingest_password, "fileToUpload": upload(data)})
+
+    assert_json_error(response, 400, "not_an_image")
+    assert_nothing_left_behind(media_root)
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(
+    client: Client, ingest_password: str, media_root: Path
+) -> None:
+    import struct
+    import zlib
+
+    # A tiny PNG whose header declares 60000 x 60000 pixels (3.6 gigapixels).
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + chunk(b"IEND", b"")
+    )
+
+    response = client.post(URL, {"password": ingest_password, "fileToUpload": upload(bomb)})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] in ("too_many_pixels", "invalid_image")
+    assert_nothing_left_behind(media_root)
+
+
+def test_repeated_wrong_passwords_from_one_address_get_429(
+    client: Client, ingest_password: str, settings: Any
+) -> None:
+    settings.INGEST_MAX_PASSWORD_FAILURES_PER_ADDRESS = 3
+    for _ in range(3):
+        response = client.post(URL, {"password": "guess", "fileToUpload": upload(make_photo())})
+        assert_json_error(response, 401, "invalid_password")
+
+    refused = client.post(URL, {"password": ingest_password, "fileToUpload": upload(make_photo())})
+
+    error = assert_json_error(refused, 429, "password_throttled")
+    assert int(refused["Retry-After"]) == error["details"]["retry_after_seconds"] > 0
+    other = Client(REMOTE_ADDR="10.9.9.9").post(
+        URL, {"password": "guess", "fileToUpload": upload(make_photo())}
+    )
+    assert other.status_code == 401  # another address is not affected
+
+
+def test_a_hash_field_with_any_text_never_breaks_the_upload(
+    live_db: None, client: Client, ingest_password: str
+) -> None:
+    # Accepted photos wait for a worker that is not running here: a second bounds the wait.
+    IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=1)
+
+    response = client.post(
+        URL,
+        {"password": ingest_password, "hash": "ünïcödé ✓", "fileToUpload": upload(make_photo())},
+    )
+
+    assert_json_error(response, 504, "timeout")  # accepted and queued, not a 500
+    received = ProcessingLog.objects.get(event="received")
+    assert received.details["integrity"] == "mismatch"

@@ -148,9 +148,13 @@ def start_web(log_dir: Path, *, port: int | None = None, **env: str) -> WebServe
         if process.process is not None and process.process.poll() is not None:
             raise AssertionError(f"web server exited:\n{process.output()}")
         try:
-            return requests.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
+            return requests.get(f"{base_url}/healthz", timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):
+            return False  # not listening yet, or a first answer slowed by a busy machine
 
-    wait_until(answers, timeout=30)
+    try:
+        wait_until(answers, timeout=60)
+    except BaseException:
+        process.stop()
+        raise
     return WebServer(process=process, base_url=base_url)

@@ -9,9 +9,10 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobqueue.worker import Worker, WorkerConfig
+from photobooth import metrics
 
 
 class Command(BaseCommand):
@@ -28,6 +29,13 @@ class Command(BaseCommand):
             help="Jobs run at once by this process (default: WORKER_CONCURRENCY, 4).",
         )
         parser.add_argument("--worker-id", default=None, help="Name shown in logs and job rows.")
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=metrics.setting("WORKER_METRICS_PORT"),
+            help="Serve this process's Prometheus metrics on this port (default: "
+            "WORKER_METRICS_PORT; 0: off), at WORKER_METRICS_HOST (127.0.0.1).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         worker = Worker(
@@ -48,6 +56,15 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if options["metrics_port"]:
+            host = metrics.setting("WORKER_METRICS_HOST")
+            try:
+                port = metrics.start_worker_server(host=host, port=options["metrics_port"])
+            except OSError as error:
+                raise CommandError(
+                    f"cannot serve metrics on {host}:{options['metrics_port']}: {error}"
+                ) from None
+            self.stdout.write(f"metrics on http://{host}:{port}/metrics")
         self.stdout.write(
             f"workers running: id={worker.worker_id} concurrency={worker.concurrency}"
         )
