@@ -156,6 +156,21 @@ def test_webp_photo_comes_back_as_jpeg() -> None:
     assert open_image(result.data).format == "JPEG"
 
 
+def test_cmyk_jpeg_comes_back_as_an_rgb_jpeg_with_its_colours() -> None:
+    import io
+
+    cmyk = Image.new("CMYK", (64, 48), (0, 255, 255, 0))  # pure red in print colours
+    buffer = io.BytesIO()
+    cmyk.save(buffer, format="JPEG", quality=95)
+
+    result = run("photo_look", {"look": "vivid"}, buffer.getvalue())
+
+    image = open_image(result.data)
+    assert image.mode == "RGB"
+    red, green, blue = image.getpixel((32, 24))  # type: ignore[misc]
+    assert red > 180 and green < 80 and blue < 80  # still red (vivid only boosts it)
+
+
 def test_16_bit_greyscale_png_keeps_its_tones() -> None:
     grey = Image.new("I;16", (64, 48), 30000)  # 46 % grey
     ImageDraw.Draw(grey).rectangle((0, 0, 31, 47), fill=5000)  # a darker left half
