@@ -13,6 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "photobooth.settings")
 django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402  (settings are ready only after the line above)
+from django.urls import get_resolver  # noqa: E402
 
 from photobooth.body_guard import IngestBodyGuard  # noqa: E402
 from photobooth.request_id import RequestIdMiddleware  # noqa: E402
@@ -31,3 +32,7 @@ application = RequestIdMiddleware(
         body_timeout_seconds=settings.INGEST_BODY_TIMEOUT_SECONDS,
     )
 )
+
+# Import every view now, not on the first request: the first booth photo after a restart should
+# not wait for the URL configuration to load.
+get_resolver().url_patterns  # noqa: B018
