@@ -611,7 +611,12 @@ def test_nginx_refuses_oversized_uploads_before_the_body_is_sent(
     assert error["details"]["max_bytes"] == settings.INGEST_MAX_UPLOAD_BYTES
     # Refused by nginx itself: the application never saw the request.
     request_id = headers["x-request-id"]
-    (logged,) = [e for e in site.access_entries() if e["request_id"] == request_id]
+    # nginx writes its access line just after answering: wait for it (bounded).
+    entries = wait_until(
+        lambda: [e for e in site.access_entries() if e["request_id"] == request_id], timeout=10
+    )
+    assert isinstance(entries, list)
+    (logged,) = entries
     assert logged["status"] == 413 and logged["upstream_status"] == ""
     assert request_id not in stack.web.process.output()
 
