@@ -65,7 +65,9 @@ def _reencode_upright_jpeg(data: bytes) -> bytes:
 def _strip_jpeg(data: bytes) -> bytes:
     if not data.startswith(b"\xff\xd8"):
         raise UnreadableImage("not a JPEG")
-    out = bytearray(b"\xff\xd8")
+    kept: list[memoryview] = [memoryview(data)[:2]]
+    view = memoryview(data)
+    dropped = False
     position = 2
     while position < len(data):
         if data[position] != 0xFF:
@@ -77,11 +79,13 @@ def _strip_jpeg(data: bytes) -> bytes:
         if marker in (0xD9, 0xDA) or marker == -1:
             # Start of scan: the compressed data follows, kept byte for byte up to the end of
             # the image; whatever trails it (previews, appended files) is not published.
+            if not dropped and data.endswith(b"\xff\xd9"):
+                return data  # nothing to remove: no copy, no scan of the compressed data
             end = data.find(b"\xff\xd9", position + 2)
-            out += data[position:] if end < 0 else data[position : end + 2]
-            return bytes(out)
+            kept.append(view[position:] if end < 0 else view[position : end + 2])
+            return b"".join(kept)
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            out += data[position : position + 2]
+            kept.append(view[position : position + 2])
             position += 2
             continue
         if position + 4 > len(data):
@@ -90,10 +94,12 @@ def _strip_jpeg(data: bytes) -> bytes:
         end = position + 2 + length
         if length < 2 or end > len(data):
             raise UnreadableImage("JPEG segment length out of range")
-        if marker not in _JPEG_DROP:
-            out += data[position:end]
+        if marker in _JPEG_DROP:
+            dropped = True
+        else:
+            kept.append(view[position:end])
         position = end
-    return bytes(out)
+    return b"".join(kept)
 
 
 def _strip_png(data: bytes) -> bytes:

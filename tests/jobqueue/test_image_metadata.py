@@ -101,3 +101,11 @@ def test_other_types_are_returned_unchanged() -> None:
 def test_bytes_that_are_not_the_declared_type_are_refused(mime: str) -> None:
     with pytest.raises(UnreadableImage):
         strip_metadata(b"definitely not an image", mime)
+
+
+def test_a_jpeg_without_metadata_is_published_as_it_is() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(buffer, format="JPEG")
+    clean = buffer.getvalue()
+
+    assert strip_metadata(clean, "image/jpeg") is clean  # no copy, no scan
