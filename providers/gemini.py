@@ -29,6 +29,11 @@ from providers.base import (
     SettingField,
     SettingsInvalid,
 )
+from providers.prompted import (
+    TEMPLATE_ROLES,
+    image_operations,
+    prompt_text,
+)
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"
 # Only this model takes an output size; the others always answer at their own resolution.
@@ -44,19 +49,6 @@ TEXT_EXCERPT_CHARS = 160
 DEFAULT_STYLE_PROMPT = (
     "Apply the style of the second image to the first photo, keep the people recognizable."
 )
-DEFAULT_IDENTITY_PROMPT = (
-    "Put the face of the guest in the first image onto the person in the second image. Keep the "
-    "second image's pose, body, clothing, lighting, background and style, keep the guest "
-    "recognizable, and make the result look natural."
-)
-
-# What each template is, as the prompt describes it to the model.
-TEMPLATE_ROLES = {
-    "reference_media_id": "a reference image",
-    "style_media_id": "the style reference",
-    "face_media_id": "the scene whose person receives the guest's face",
-}
-ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
 
 class ModelNameField(SettingField):
@@ -103,71 +95,7 @@ class GeminiProvider(Provider):
     label = "Google Gemini"
     accepted_mimes = frozenset({JPEG, PNG, WEBP, HEIC})
     requires_api_key = True
-    operations = {
-        "image_edit": Operation(
-            id="image_edit",
-            label="Edit the photo with a prompt",
-            fields=(
-                SettingField(
-                    name="prompt",
-                    kind="text",
-                    label="Prompt",
-                    required=True,
-                    help_text="What to do with the guest's photo.",
-                ),
-                SettingField(
-                    name="reference_media_id",
-                    kind="template",
-                    label="Reference image (optional)",
-                    help_text="Sent after the photo; the prompt may refer to it as the "
-                    "second image.",
-                ),
-                *COMMON_FIELDS,
-            ),
-        ),
-        "style_transfer": Operation(
-            id="style_transfer",
-            label="Style transfer",
-            fields=(
-                SettingField(
-                    name="style_media_id",
-                    kind="template",
-                    label="Style reference",
-                    required=True,
-                ),
-                SettingField(
-                    name="prompt",
-                    kind="text",
-                    label="Prompt",
-                    default=DEFAULT_STYLE_PROMPT,
-                    help_text="The guest's photo is the first image, the style reference the "
-                    "second.",
-                ),
-                *COMMON_FIELDS,
-            ),
-        ),
-        "identity_transfer": Operation(
-            id="identity_transfer",
-            label="Face (identity) transfer",
-            fields=(
-                SettingField(
-                    name="face_media_id",
-                    kind="template",
-                    label="Scene template",
-                    required=True,
-                    help_text="A scene (costume, poster...) whose person gets the guest's face.",
-                ),
-                SettingField(
-                    name="prompt",
-                    kind="text",
-                    label="Prompt",
-                    default=DEFAULT_IDENTITY_PROMPT,
-                    help_text="The guest's photo is the first image, the scene the second.",
-                ),
-                *COMMON_FIELDS,
-            ),
-        ),
-    }
+    operations = image_operations(COMMON_FIELDS, style_prompt=DEFAULT_STYLE_PROMPT)
 
     def clean_settings(self, operation_id: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Settings validated for the operation; the model must be a plain model name."""
@@ -238,17 +166,6 @@ def request_body(
     if image_config:
         generation["imageConfig"] = image_config
     return {"contents": [{"role": "user", "parts": parts}], "generationConfig": generation}
-
-
-def prompt_text(prompt: str, roles: list[str]) -> str:
-    """The operator's prompt, followed (when several images are sent) by what each one is."""
-    if len(roles) < 2:
-        return prompt
-    described = "; ".join(
-        f"the {ORDINALS[index] if index < len(ORDINALS) else f'#{index + 1}'} image is {role}"
-        for index, role in enumerate(roles)
-    )
-    return f"{prompt.rstrip()}\n\n{described[0].upper()}{described[1:]}."
 
 
 def read_answer(answer: Any, *, request: ProviderRequest, model: str) -> ProviderResult:

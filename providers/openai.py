@@ -34,6 +34,11 @@ from providers.base import (
     SettingField,
     SettingsInvalid,
 )
+from providers.prompted import (
+    TEMPLATE_ROLES,
+    image_operations,
+    prompt_text,
+)
 
 DEFAULT_MODEL = "gpt-image-1.5"
 EDITS_PATH = "/v1/images/edits"
@@ -58,19 +63,6 @@ DEFAULT_STYLE_PROMPT = (
     "and technique. Keep every person recognizable, with the same pose, expression and "
     "composition."
 )
-DEFAULT_IDENTITY_PROMPT = (
-    "Put the face of the guest in the first image onto the person in the second image. Keep the "
-    "second image's pose, body, clothing, lighting, background and style, keep the guest "
-    "recognizable, and make the result look natural."
-)
-
-# What each template is, as the prompt names it to the model, and its upload file name.
-TEMPLATE_ROLES = {
-    "reference_media_id": ("a reference image", "reference"),
-    "style_media_id": ("the style reference", "style"),
-    "face_media_id": ("the scene whose person receives the guest's face", "scene"),
-}
-ORDINALS = ("first", "second", "third", "fourth", "fifth")
 # A key OpenAI repeats with its middle masked: any word holding a run of asterisks.
 MASKED_SECRET = re.compile(r"[A-Za-z0-9_-]*\*{3,}[A-Za-z0-9_-]*")
 
@@ -126,71 +118,7 @@ class OpenAIProvider(Provider):
     label = "OpenAI image edits"
     accepted_mimes = frozenset({JPEG, PNG, WEBP})
     requires_api_key = True
-    operations = {
-        "image_edit": Operation(
-            id="image_edit",
-            label="Edit the photo with a prompt",
-            fields=(
-                SettingField(
-                    name="prompt",
-                    kind="text",
-                    label="Prompt",
-                    required=True,
-                    help_text="What to do with the guest's photo.",
-                ),
-                SettingField(
-                    name="reference_media_id",
-                    kind="template",
-                    label="Reference image (optional)",
-                    help_text="Sent after the photo; the prompt may refer to it as the "
-                    "second image.",
-                ),
-                *COMMON_FIELDS,
-            ),
-        ),
-        "style_transfer": Operation(
-            id="style_transfer",
-            label="Style transfer",
-            fields=(
-                SettingField(
-                    name="style_media_id",
-                    kind="template",
-                    label="Style reference",
-                    required=True,
-                ),
-                SettingField(
-                    name="prompt",
-                    kind="text",
-                    label="Prompt",
-                    default=DEFAULT_STYLE_PROMPT,
-                    help_text="The guest's photo is the first image, the style reference the "
-                    "second.",
-                ),
-                *COMMON_FIELDS,
-            ),
-        ),
-        "identity_transfer": Operation(
-            id="identity_transfer",
-            label="Face (identity) transfer",
-            fields=(
-                SettingField(
-                    name="face_media_id",
-                    kind="template",
-                    label="Scene template",
-                    required=True,
-                    help_text="A scene (costume, poster...) whose person gets the guest's face.",
-                ),
-                SettingField(
-                    name="prompt",
-                    kind="text",
-                    label="Prompt",
-                    default=DEFAULT_IDENTITY_PROMPT,
-                    help_text="The guest's photo is the first image, the scene the second.",
-                ),
-                *COMMON_FIELDS,
-            ),
-        ),
-    }
+    operations = image_operations(COMMON_FIELDS, style_prompt=DEFAULT_STYLE_PROMPT)
 
     def clean_settings(self, operation_id: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Settings validated for the operation; a plain model name and a prompt with words.
@@ -250,7 +178,8 @@ class OpenAIProvider(Provider):
                 raise ProviderError(
                     f"the slot's template {key!r} is missing", code="invalid_settings"
                 )
-            role, stem = TEMPLATE_ROLES.get(key, ("a template", "template"))
+            role = TEMPLATE_ROLES.get(key, "a template")
+            stem = key.removesuffix("_media_id") if key != "face_media_id" else "scene"
             images.append((role, _file_name(stem, image), image))
         for role, _, image in images:
             if image.mime not in self.accepted_mimes:
@@ -277,17 +206,6 @@ def form_fields(settings: Mapping[str, Any], roles: list[str]) -> dict[str, str]
         if settings.get(name, "auto") != "auto":
             fields[name] = settings[name]
     return fields
-
-
-def prompt_text(prompt: str, roles: list[str]) -> str:
-    """The operator's prompt, followed (when several images are sent) by what each one is."""
-    if len(roles) < 2:
-        return prompt
-    described = "; ".join(
-        f"the {ORDINALS[index] if index < len(ORDINALS) else f'#{index + 1}'} image is {role}"
-        for index, role in enumerate(roles)
-    )
-    return f"{prompt.rstrip()}\n\n{described[0].upper()}{described[1:]}."
 
 
 def read_answer(answer: Any, *, output_format: str) -> ProviderResult:

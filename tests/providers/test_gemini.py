@@ -30,12 +30,12 @@ from providers.base import (
     SettingsInvalid,
 )
 from providers.gemini import (
-    DEFAULT_IDENTITY_PROMPT,
     DEFAULT_MODEL,
     DEFAULT_STYLE_PROMPT,
     GeminiProvider,
     read_answer,
 )
+from providers.prompted import DEFAULT_IDENTITY_PROMPT
 from providers.registry import get_provider
 from providers.secrets import set_api_key
 from tests.conftest import Stack

@@ -31,12 +31,12 @@ from providers.base import (
     SettingsInvalid,
 )
 from providers.openai import (
-    DEFAULT_IDENTITY_PROMPT,
     DEFAULT_MODEL,
     DEFAULT_STYLE_PROMPT,
     OpenAIProvider,
     read_answer,
 )
+from providers.prompted import DEFAULT_IDENTITY_PROMPT
 from providers.registry import get_provider
 from providers.secrets import set_api_key
 from tests.conftest import Stack
