@@ -158,8 +158,9 @@ def _parse(request: HttpRequest, slot_id: str) -> IngestUpload:
     for key in post:
         if key == PASSWORD_FIELD:
             continue
-        values = post.getlist(key)
-        fields[key] = values[0] if len(values) == 1 else values
+        # NUL characters cannot be stored (PostgreSQL text/JSON): dropped from the booth's fields.
+        values = [value.replace("\x00", "") for value in post.getlist(key)]
+        fields[key.replace("\x00", "")] = values[0] if len(values) == 1 else values
     return IngestUpload(
         slot_id=slot_id,
         password=post.get(PASSWORD_FIELD, ""),
