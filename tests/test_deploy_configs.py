@@ -549,16 +549,26 @@ def test_ingest_through_nginx(
     # line for the request, and the job's own record.
     request_id = response.headers["X-Request-Id"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
-    (logged,) = [e for e in site.access_entries() if e["request_id"] == request_id]
+    # nginx and the application write their lines just after answering: wait for them (bounded).
+    entries = wait_until(
+        lambda: [e for e in site.access_entries() if e["request_id"] == request_id], timeout=10
+    )
+    assert isinstance(entries, list)
+    (logged,) = entries
     assert logged["uri"] == "/ingest/slot-001" and logged["status"] == 200
     job = Job.objects.get(id=response.headers["X-Job-Id"])
     received = job.logs.get(event=ProcessingLog.Event.RECEIVED)
     assert received.details["request_id"] == request_id
-    (app_line,) = [
-        line
-        for line in _web_log_lines(stack)
-        if line.get("request_id") == request_id and line.get("message") == "request finished"
-    ]
+    app_lines = wait_until(
+        lambda: [
+            line
+            for line in _web_log_lines(stack)
+            if line.get("request_id") == request_id and line.get("message") == "request finished"
+        ],
+        timeout=10,
+    )
+    assert isinstance(app_lines, list)
+    (app_line,) = app_lines
     # uvicorn took the address from nginx's X-Forwarded-For, which nginx overwrote.
     assert app_line["client_address"] == "127.0.0.1"
     assert "client-chosen-id" not in stack.web.process.output()
