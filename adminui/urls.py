@@ -3,7 +3,15 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from adminui import guest_pages, monitor_pages, settings_pages, slot_pages, views
+from adminui import (
+    archive_pages,
+    gallery_pages,
+    guest_pages,
+    monitor_pages,
+    settings_pages,
+    slot_pages,
+    views,
+)
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard-home"), name="root"),
@@ -14,4 +22,6 @@ urlpatterns = [
     *monitor_pages.urlpatterns,
     *settings_pages.urlpatterns,
     *guest_pages.urlpatterns,
+    *gallery_pages.urlpatterns,
+    *archive_pages.urlpatterns,
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from api import config, jobs, media, slots, stats
+from api import archives, config, galleries, jobs, media, slots, stats
 from api.auth import LoginView
 from api.providers import ProvidersView
 
@@ -17,6 +17,8 @@ urlpatterns = [
     *media.urlpatterns,
     *jobs.urlpatterns,
     *stats.urlpatterns,
+    *galleries.urlpatterns,
+    *archives.urlpatterns,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "ingest.apps.IngestConfig",
     "api.apps.ApiConfig",
     "adminui.apps.AdminUIConfig",
+    "galleries.apps.GalleriesConfig",
 ]
 
 MIDDLEWARE = [

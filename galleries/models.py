@@ -1,0 +1,1 @@
+"""Shareable, time-limited public galleries of an event's results."""
