@@ -33,7 +33,7 @@ from django.http import HttpRequest, QueryDict
 from django.urls import reverse
 
 from ingest import media_service
-from ingest.models import Slot, TemplateMedia
+from ingest.models import SLOT_FLAGS, Slot, TemplateMedia
 from ingest.selectors import update_slot_if_current
 from jobqueue import files
 from photobooth.errors import PhotoboothError
@@ -321,6 +321,10 @@ class SlotForm(SettingsForm):
         label="Print a QR code linking to the guest's photo page on each result",
         required=False,
     )
+    one_at_a_time = forms.BooleanField(
+        label="One photo at a time: refuse a new photo (429) while one is being processed",
+        required=False,
+    )
     provider = forms.ChoiceField(label="Provider")
     operation = forms.ChoiceField(label="Operation")
     # The version the form was rendered from, and for which provider and operation.
@@ -382,7 +386,7 @@ def form_for_slot(slot: Slot, *, etag: str, templates: Sequence[TemplateOption] 
         initial={
             "name": slot.name,
             "is_active": slot.is_active,
-            "qr_stamp": slot.qr_stamp,
+            **{flag: getattr(slot, flag) for flag in SLOT_FLAGS},
             "provider": provider_id,
             "operation": operation_id,
             "etag": etag,
@@ -414,7 +418,7 @@ def form_for_new_choice(data: QueryDict, *, templates: Sequence[TemplateOption] 
         initial={
             "name": data.get("name", ""),
             "is_active": "is_active" in data,
-            "qr_stamp": "qr_stamp" in data,
+            **{flag: flag in data for flag in SLOT_FLAGS},
             "provider": provider_id,
             "operation": operation_id,
             "etag": data.get("etag", ""),
@@ -468,7 +472,7 @@ def save_slot_form(
                 operation_id=data["operation"],
                 settings=settings,
                 is_active=bool(data.get("is_active")),
-                qr_stamp=bool(data.get("qr_stamp")),
+                flags={flag: bool(data.get(flag)) for flag in SLOT_FLAGS},
                 name=data["name"],
                 actor=actor,
                 request=request,

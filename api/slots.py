@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from api.schema import AUTHENTICATED_ERRORS, ERROR_BODY, errors, valid_query
 from ingest import selectors
+from ingest.models import SLOT_FLAGS
 from ingest.selectors import SlotFilters
 from photobooth.errors import Unprocessable
 from providers.base import SettingsInvalid
@@ -117,6 +118,11 @@ class SlotUpdate(serializers.Serializer[Any]):
         help_text="Stamp a QR code of the guest's result page onto each result; unchanged "
         "when left out.",
     )
+    one_at_a_time = JsonBooleanField(
+        required=False,
+        help_text="Refuse a photo (429, code slot_busy) while one of this slot's jobs is "
+        "unfinished; unchanged when left out.",
+    )
     updated_at = serializers.DateTimeField(
         required=False,
         help_text="The slot's updated_at as read: an alternative to the If-Match header.",
@@ -139,6 +145,9 @@ class SlotSerializer(serializers.Serializer[Any]):
     settings_json = serializers.DictField(help_text="The operation's settings.")
     is_active = serializers.BooleanField()
     qr_stamp = serializers.BooleanField(help_text="Results carry a QR code of their guest page.")
+    one_at_a_time = serializers.BooleanField(
+        help_text="One photo at a time: 429 (slot_busy) while a job of this slot is unfinished."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField(help_text="The slot's version (see the ETag).")
     last_reset_at = serializers.DateTimeField(
@@ -275,7 +284,7 @@ class SlotDetailView(APIView):
                 settings=values["settings_json"],
                 is_active=values["is_active"],
                 name=values.get("name"),
-                qr_stamp=values.get("qr_stamp"),
+                flags={flag: values[flag] for flag in SLOT_FLAGS if flag in values},
                 actor=request.user.get_username(),
                 request=request._request,
             )

@@ -9,6 +9,10 @@ from django.db.models import Q
 
 from jobqueue import deadlines
 
+# The slot's on/off options besides is_active: optional in API bodies and slot files (left as
+# they are when absent).
+SLOT_FLAGS = ("qr_stamp", "one_at_a_time")
+
 
 class Slot(models.Model):
     """A booth endpoint: which provider and operation to run, with which settings."""
@@ -25,6 +29,9 @@ class Slot(models.Model):
     last_reset_at = models.DateTimeField(null=True, blank=True)
     # Stamp a small QR code linking to the guest's result page onto every result of this slot.
     qr_stamp = models.BooleanField(default=False)
+    # Refuse a photo (429, slot_busy) while one of this slot's jobs is still unfinished: for
+    # providers that must not run two requests of one booth at once.
+    one_at_a_time = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

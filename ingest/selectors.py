@@ -24,7 +24,7 @@ from django.utils.http import parse_etags
 
 from accounts.models import AuditEvent
 from accounts.services import audit
-from ingest.models import Slot
+from ingest.models import SLOT_FLAGS, Slot
 from ingest.services import update_slot
 from jobqueue.models import Job
 from photobooth.errors import BadRequest, Conflict, NotFound, PreconditionRequired
@@ -189,7 +189,7 @@ def _recent_result(row: Mapping[str, Any]) -> RecentResult:
 
 
 # --- writes (shared by the API and the dashboard) -----------------------------------------------
-_TRACKED_FIELDS = ("name", "provider_id", "operation_id", "is_active", "qr_stamp")
+_TRACKED_FIELDS = ("name", "provider_id", "operation_id", "is_active", *SLOT_FLAGS)
 
 
 def _changes(before: Mapping[str, Any], after: Slot) -> tuple[list[str], list[str]]:
@@ -219,7 +219,7 @@ def update_slot_if_current(
     settings: Mapping[str, Any],
     is_active: bool,
     name: str | None = None,
-    qr_stamp: bool | None = None,
+    flags: Mapping[str, bool] | None = None,
     actor: str,
     request: HttpRequest | None = None,
 ) -> Slot:
@@ -248,7 +248,7 @@ def update_slot_if_current(
             settings=settings,
             is_active=is_active,
             name=name,
-            qr_stamp=qr_stamp,
+            flags=flags,
         )
         fields, setting_keys = _changes(before, saved)
         if fields:

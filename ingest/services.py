@@ -22,7 +22,7 @@ from accounts.models import AuditEvent
 from accounts.services import audit, client_address
 from ingest.image_checks import unexpected_trailer
 from ingest.image_types import HEIC, HEIF, JPEG, SNIFF_BYTES, WEBP, sniff_image_mime
-from ingest.models import IngestSettings, Slot, TemplateBinding, TemplateMedia
+from ingest.models import SLOT_FLAGS, IngestSettings, Slot, TemplateBinding, TemplateMedia
 from jobqueue import files
 from jobqueue.connections import release_connection
 from jobqueue.models import Job
@@ -159,11 +159,12 @@ def update_slot(
     settings: Mapping[str, Any],
     is_active: bool,
     name: str | None = None,
-    qr_stamp: bool | None = None,
+    flags: Mapping[str, bool] | None = None,
 ) -> Slot:
     """Validate and store a slot's configuration, keeping its template bindings in step.
 
-    Raises SettingsInvalid with per-field errors; an invalid slot is never saved.
+    `flags` sets some of the SLOT_FLAGS (the others stay as they are). Raises SettingsInvalid
+    with per-field errors; an invalid slot is never saved.
     """
     provider = get_provider(provider_id)
     operation = provider.operation(operation_id)
@@ -191,8 +192,10 @@ def update_slot(
         slot.is_active = is_active
         if name is not None:
             slot.name = name
-        if qr_stamp is not None:
-            slot.qr_stamp = qr_stamp
+        for flag, value in (flags or {}).items():
+            if flag not in SLOT_FLAGS:
+                raise ValueError(f"not a slot flag: {flag}")
+            setattr(slot, flag, bool(value))
         slot.save()
         slot.template_bindings.exclude(setting_key__in=templates).delete()
         for key, template in templates.items():
@@ -286,8 +289,7 @@ def accept_photo(
             f"The photo is larger than {max_upload_bytes} bytes.",
             details={"max_bytes": max_upload_bytes, "size": upload.photo_size},
         )
-    _ensure_live_worker(slot.id)
-    _ensure_queue_room(slot.id)  # cheap early refusal when full, before any decoding
+    ensure_can_accept(slot)  # cheap early refusal when full, before any decoding
     configuration = job_configuration(slot)
     # Decoding and storing the photo take the longest and need no database: the connection goes
     # back to the pool meanwhile, so a burst of uploads does not queue for connections.
@@ -315,7 +317,7 @@ def accept_photo(
             result_retention=timedelta(seconds=settings_row.result_retention_sec),
             # Again at the insert: other uploads may have taken the room while this one was
             # decoded and stored.
-            admit=lambda: _ensure_queue_room(slot.id),
+            admit=lambda: ensure_queue_room(slot, at_insert=True),
             received_details={
                 "mime": mime,
                 "size": stored.size,
@@ -339,8 +341,8 @@ def _retry_after() -> dict[str, str]:
     return {"Retry-After": str(django_settings.INGEST_RETRY_AFTER_SECONDS)}
 
 
-def _ensure_live_worker(slot_id: str) -> None:
-    """503 while no worker is alive."""
+def ensure_can_accept(slot: Slot) -> None:
+    """The checks before a photo is read: a worker is alive (503) and there is room (429)."""
     if django_settings.INGEST_REQUIRE_LIVE_WORKER and not any_live_worker(
         stale_after=timedelta(seconds=django_settings.WORKER_STALE_SECONDS)
     ):
@@ -349,11 +351,27 @@ def _ensure_live_worker(slot_id: str) -> None:
             code="no_workers",
             headers=_retry_after(),
         )
+    ensure_queue_room(slot)
 
 
-def _ensure_queue_room(slot_id: str) -> None:
-    """429 while too many jobs are unfinished for the slot or in total (back-pressure)."""
-    load = queue_load(slot_id=slot_id)
+def ensure_queue_room(slot: Slot, *, at_insert: bool = False) -> None:
+    """429 while too many jobs are unfinished for the slot or in total (back-pressure), or,
+    for a slot taking one photo at a time, while any of its jobs is unfinished (slot_busy).
+
+    `at_insert`: called inside the job's insert transaction. A one-at-a-time slot's row is then
+    locked first, so that of two photos arriving together exactly one is admitted (PostgreSQL;
+    SQLite's IMMEDIATE transactions are serialized already).
+    """
+    if slot.one_at_a_time and at_insert:
+        list(Slot.objects.select_for_update().filter(id=slot.id).values_list("id", flat=True))
+    load = queue_load(slot_id=slot.id)
+    if slot.one_at_a_time and load.unfinished_for_slot:
+        raise TooManyRequests(
+            "This slot takes one photo at a time and is busy; try again shortly.",
+            code="slot_busy",
+            details={"slot_unfinished": load.unfinished_for_slot},
+            headers=_retry_after(),
+        )
     per_slot = django_settings.INGEST_MAX_UNFINISHED_PER_SLOT
     total = django_settings.INGEST_MAX_UNFINISHED_TOTAL
     if load.unfinished_for_slot >= per_slot or load.unfinished_total >= total:

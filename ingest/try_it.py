@@ -30,8 +30,8 @@ from django.utils import timezone
 
 from ingest.models import IngestSettings, Slot
 from ingest.services import (
-    _ensure_live_worker,
-    _ensure_queue_room,
+    ensure_can_accept,
+    ensure_queue_room,
     inspect_image,
     job_configuration,
 )
@@ -114,8 +114,7 @@ def start_test_run(
             code="slot_settings_invalid",
             details=invalid.errors,
         ) from invalid
-    _ensure_live_worker(slot.id)
-    _ensure_queue_room(slot.id)
+    ensure_can_accept(slot)
     configuration = job_configuration(slot)
     mime, width, height = inspect_image(test.photo)
     if mime not in provider.accepted_mimes:
@@ -136,7 +135,7 @@ def start_test_run(
             received_at=received_at,
             sync_response=timedelta(seconds=settings_row.sync_response_timeout_sec),
             result_retention=timedelta(seconds=settings_row.result_retention_sec),
-            admit=lambda: _ensure_queue_room(slot.id),
+            admit=lambda: ensure_queue_room(slot, at_insert=True),
             received_details={
                 "mime": mime,
                 "size": stored.size,

@@ -383,16 +383,17 @@ def test_saving_can_switch_the_slot_off_and_on() -> None:
     assert Slot.objects.get(id=SLOT).is_active
 
 
-def test_saving_can_turn_the_qr_stamp_on_and_off() -> None:
+@pytest.mark.parametrize("flag", ["qr_stamp", "one_at_a_time"])
+def test_saving_can_turn_a_slot_option_on_and_off(flag: str) -> None:
     client = logged_in(*WRITER)
 
-    configure(client, form_data(qr_stamp="on"))
-    assert Slot.objects.get(id=SLOT).qr_stamp
-    box = re.search(r'<input[^>]*id="id_qr_stamp"[^>]*>', client.get(PAGE).content.decode())
+    configure(client, form_data(**{flag: "on"}))
+    assert getattr(Slot.objects.get(id=SLOT), flag)
+    box = re.search(rf'<input[^>]*id="id_{flag}"[^>]*>', client.get(PAGE).content.decode())
     assert box is not None and "checked" in box.group(0)
 
     configure(client, form_data())
-    assert not Slot.objects.get(id=SLOT).qr_stamp
+    assert not getattr(Slot.objects.get(id=SLOT), flag)
 
 
 def test_saving_another_operation_with_an_uploaded_template_chosen() -> None:

@@ -38,6 +38,7 @@ SLOT_KEYS = {
     "settings_json",
     "is_active",
     "qr_stamp",
+    "one_at_a_time",
     "created_at",
     "updated_at",
     "last_reset_at",
@@ -160,6 +161,7 @@ def test_list_returns_every_slot_in_the_documented_shape(admin_api: APIClient) -
         "settings_json": {"look": "vintage", "jpeg_quality": 90},
         "is_active": True,
         "qr_stamp": False,
+        "one_at_a_time": False,
         "created_at": first["created_at"],
         "updated_at": first["updated_at"],
         "last_reset_at": None,
@@ -651,3 +653,38 @@ def test_the_qr_stamp_option_is_saved_and_reaches_new_jobs(admin_api: APIClient)
 
     assert saved.status_code == 200 and saved.json()["qr_stamp"] is True
     assert job_configuration(Slot.objects.get(id="slot-001")).qr_stamp is True
+
+
+def test_one_at_a_time_is_saved_kept_when_left_out_and_refused_when_not_a_boolean(
+    admin_api: APIClient,
+) -> None:
+    from ingest.models import Slot
+
+    body = {
+        "provider_id": "local",
+        "operation_id": "photo_look",
+        "settings_json": {"look": "sepia"},
+        "is_active": True,
+    }
+    current = admin_api.get("/api/slots/slot-001")
+    saved = admin_api.put(
+        "/api/slots/slot-001",
+        {**body, "one_at_a_time": True},
+        format="json",
+        HTTP_IF_MATCH=current["ETag"],
+    )
+    assert saved.status_code == 200 and saved.json()["one_at_a_time"] is True
+
+    # Left out: unchanged (a script written before the option existed does not turn it off).
+    again = admin_api.put("/api/slots/slot-001", body, format="json", HTTP_IF_MATCH=saved["ETag"])
+    assert again.status_code == 200 and again.json()["one_at_a_time"] is True
+
+    refused = admin_api.put(
+        "/api/slots/slot-001",
+        {**body, "one_at_a_time": "yes"},
+        format="json",
+        HTTP_IF_MATCH=again["ETag"],
+    )
+    assert refused.status_code in (400, 422), refused.content
+    assert "one_at_a_time" in refused.json()["error"]["details"]
+    assert Slot.objects.get(id="slot-001").one_at_a_time is True

@@ -26,7 +26,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from ingest.models import IngestSettings
+from ingest.models import IngestSettings, Slot
 from ingest.services import IngestUpload, accept_photo, update_slot
 from jobqueue import services
 from jobqueue.models import FailureReason, Job, ProcessingLog, WorkerHeartbeat
@@ -375,3 +375,80 @@ def test_slot_limit_refuses_only_the_busy_slot(
     assert len(stored_files(media_root, "payloads")) == 2  # the refused photo was never stored
     other = accept("slot-003", ingest_password)
     assert other.slot_id == "slot-003" and Job.objects.count() == 3
+
+
+# --- 429: one photo at a time per slot ------------------------------------------------------------
+def test_a_one_at_a_time_slot_refuses_a_second_photo_until_the_first_is_finished(
+    client: Client, ingest_password: str, settings: Any, media_root: Path
+) -> None:
+    settings.INGEST_MAX_UNFINISHED_PER_SLOT = 10
+    activate_local_slots("slot-003")
+    Slot.objects.filter(id="slot-001").update(one_at_a_time=True)
+    first = accept("slot-001", ingest_password)
+
+    response = client_upload(client, "slot-001", ingest_password)
+    error = client_error(response, 429, "slot_busy")
+    assert error["details"] == {"slot_unfinished": 1}
+    assert response["Retry-After"] == str(settings.INGEST_RETRY_AFTER_SECONDS)
+    assert list(Job.objects.values_list("id", flat=True)) == [first.id]
+    assert len(stored_files(media_root, "payloads")) == 1  # the refused photo was never stored
+    # Other slots are not held up.
+    assert accept("slot-003", ingest_password).slot_id == "slot-003"
+
+    (taken,) = services.acquire_jobs(worker_id="tests:1", limit=1)
+    assert taken.id == first.id and taken.lease_token is not None
+    assert services.finalize_failure(
+        job=taken, lease_token=taken.lease_token, reason=FailureReason.CANCELLED
+    )
+    assert accept("slot-001", ingest_password).slot_id == "slot-001"
+
+    # Without the option the same slot takes several photos at once.
+    Slot.objects.filter(id="slot-001").update(one_at_a_time=False)
+    assert accept("slot-001", ingest_password).slot_id == "slot-001"
+
+
+def test_a_burst_at_a_one_at_a_time_slot_never_runs_two_of_its_jobs_at_once(
+    small_stack: SmallStack, ingest_password: str, media_root: Path
+) -> None:
+    IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=20)
+    update_slot(
+        slot_id="slot-002",
+        provider_id="testing",
+        operation_id="sleep",
+        settings={"seconds": 1},
+        is_active=True,
+        flags={"one_at_a_time": True},
+    )
+    burst = 8
+    start_together = threading.Barrier(burst)
+
+    def upload(number: int) -> requests.Response:
+        photo = make_photo(width=160, height=120, color=(number * 20, 80, 40))
+        start_together.wait(timeout=10)
+        return post_photo(small_stack.web.base_url, "slot-002", ingest_password, photo)
+
+    with ThreadPoolExecutor(max_workers=burst) as pool:
+        responses = list(pool.map(upload, range(burst)))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses.count(200) >= 1 and statuses.count(429) >= 1, (statuses, small_stack.logs())
+    assert set(statuses) == {200, 429}, statuses
+    for response in responses:
+        if response.status_code == 429:
+            http_error(response, 429, "slot_busy")
+        else:
+            assert response.content[:2] == b"\xff\xd8"
+    # Each accepted job was queued only after the one before it had finished.
+    jobs = list(Job.objects.all())
+    assert len(jobs) == statuses.count(200)
+    spans = sorted(
+        (
+            job.logs.get(event=ProcessingLog.Event.QUEUED).created_at,
+            job.logs.get(event=ProcessingLog.Event.FINALIZED).created_at,
+        )
+        for job in jobs
+    )
+    for (_, finished), (queued, _) in zip(spans, spans[1:], strict=False):
+        assert queued > finished, spans
+    assert all(job.succeeded for job in jobs)
+    wait_until(lambda: stored_files(media_root, "payloads") == [], timeout=5)

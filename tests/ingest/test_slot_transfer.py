@@ -68,7 +68,7 @@ def configure_slots() -> dict[str, TemplateMedia]:
         is_active=True,
         name="Wedding frame",
     )
-    Slot.objects.filter(id="slot-002").update(qr_stamp=True)
+    Slot.objects.filter(id="slot-002").update(qr_stamp=True, one_at_a_time=True)
     update_slot(
         slot_id="slot-003",
         provider_id="gemini",
@@ -101,6 +101,7 @@ def state() -> dict[str, Any]:
                 "settings_json",
                 "is_active",
                 "qr_stamp",
+                "one_at_a_time",
             )
         ),
         "templates": sorted(TemplateMedia.objects.values_list("id", "sha256", "path")),
@@ -131,6 +132,7 @@ def wipe_installation() -> None:
             settings_json={"look": "vintage", "jpeg_quality": 90},
             is_active=number == 1,
             qr_stamp=False,
+            one_at_a_time=False,
         )
 
 
@@ -172,8 +174,10 @@ def test_export_lists_every_slot_and_embeds_the_templates_they_use() -> None:
         },
         "is_active": True,
         "qr_stamp": True,
+        "one_at_a_time": True,
     }
     assert by_id["slot-003"]["is_active"] is False and by_id["slot-003"]["qr_stamp"] is False
+    assert by_id["slot-003"]["one_at_a_time"] is False
     exported = {t["id"]: t for t in document["templates"]}
     assert set(exported) == {str(templates["frame"].id), str(templates["style"].id)}
     frame = exported[str(templates["frame"].id)]
@@ -224,7 +228,14 @@ def test_export_then_import_into_a_fresh_installation_reproduces_slots_and_templ
     imported_sha = {str(t.id): t.sha256 for t in TemplateMedia.objects.all()}
     now = list(
         Slot.objects.order_by("id").values(
-            "id", "name", "provider_id", "operation_id", "settings_json", "is_active", "qr_stamp"
+            "id",
+            "name",
+            "provider_id",
+            "operation_id",
+            "settings_json",
+            "is_active",
+            "qr_stamp",
+            "one_at_a_time",
         )
     )
     assert comparable_slots(now, imported_sha) == comparable_slots(document["slots"], sha_of)
@@ -330,16 +341,17 @@ def test_a_broken_file_changes_nothing_and_says_why(
     assert stored_templates(media_root) == files_before
 
 
-def test_a_file_without_the_qr_stamp_flag_leaves_it_as_it_is(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flag", ["qr_stamp", "one_at_a_time"])
+def test_a_file_without_a_slot_flag_leaves_it_as_it_is(tmp_path: Path, flag: str) -> None:
     configure_slots()
     document = export()
     for slot in document["slots"]:
-        del slot["qr_stamp"]
-    Slot.objects.filter(id="slot-007").update(qr_stamp=True)
+        del slot[flag]
+    Slot.objects.filter(id="slot-007").update(**{flag: True})
 
     import_file(write(tmp_path, document))
 
-    assert list(Slot.objects.filter(qr_stamp=True).values_list("id", flat=True)) == [
+    assert list(Slot.objects.filter(**{flag: True}).values_list("id", flat=True)) == [
         "slot-002",
         "slot-007",
     ]

@@ -9,7 +9,7 @@ The file is self-contained (read back by `import_slots`, on this installation or
       "slots": [
         {"id": "slot-001", "name": "Slot 1", "provider_id": "local",
          "operation_id": "photo_look", "settings_json": {...}, "is_active": true,
-         "qr_stamp": false},
+         "qr_stamp": false, "one_at_a_time": false},
         ...
       ],
       "templates": [
@@ -39,7 +39,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from ingest.models import Slot, TemplateMedia
+from ingest.models import SLOT_FLAGS, Slot, TemplateMedia
 from jobqueue import files
 
 FORMAT = "photobooth-slots"
@@ -66,7 +66,7 @@ def export_document() -> dict[str, Any]:
                 "operation_id": slot.operation_id,
                 "settings_json": slot.settings_json,
                 "is_active": slot.is_active,
-                "qr_stamp": slot.qr_stamp,
+                **{flag: getattr(slot, flag) for flag in SLOT_FLAGS},
             }
             for slot in slots
         ],

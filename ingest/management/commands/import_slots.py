@@ -13,8 +13,8 @@ validation as the admin API, its template settings pointing at the imported temp
 (template ids are not carried over: content is). Each slot and new template gets an audit row.
 If anything fails, the transaction is rolled back and the files already stored are deleted.
 
-Optional slot flags (`qr_stamp`) are applied when the file has them and left as they are when
-it does not (files written before the flag existed).
+Optional slot flags (`qr_stamp`, `one_at_a_time`) are applied when the file has them and left as
+they are when it does not (files written before the flag existed).
 
 `--dry-run` does all of that and then rolls back (and deletes the files): a clean run means the
 real import will succeed. Slots in the database but not in the file are left as they are; queued
@@ -42,7 +42,7 @@ from accounts.models import AuditEvent
 from accounts.services import audit
 from ingest.management.commands.export_slots import FORMAT, VERSION
 from ingest.media_service import Upload, check_upload
-from ingest.models import Slot, TemplateMedia
+from ingest.models import SLOT_FLAGS, Slot, TemplateMedia
 from ingest.services import inspect_image, register_template, update_slot
 from jobqueue import files
 from photobooth.errors import PhotoboothError
@@ -53,8 +53,6 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "manage.py import_slots"
 SLOT_FIELDS = ("id", "name", "provider_id", "operation_id", "settings_json", "is_active")
-# Optional (files from before they existed lack them): left as they are when absent.
-OPTIONAL_SLOT_FLAGS = ("qr_stamp",)
 TEMPLATE_FIELDS = ("id", "original_name", "mime", "size", "sha256", "data_base64")
 NAME_MAX_LENGTH = 100
 
@@ -206,7 +204,7 @@ def _slot_entry(raw: Any, where: str, problems: list[str]) -> SlotEntry | None:
     count = len(problems)
     if not 0 < len(raw["name"]) <= NAME_MAX_LENGTH:
         problems.append(f"{where}: name must be 1 to {NAME_MAX_LENGTH} characters")
-    for name in ("is_active", *(flag for flag in OPTIONAL_SLOT_FLAGS if flag in raw)):
+    for name in ("is_active", *(flag for flag in SLOT_FLAGS if flag in raw)):
         if not isinstance(raw[name], bool):
             problems.append(f"{where}: {name} must be true or false")
     if not isinstance(raw["settings_json"], dict):
@@ -230,7 +228,7 @@ def _slot_entry(raw: Any, where: str, problems: list[str]) -> SlotEntry | None:
         operation_id=raw["operation_id"],
         settings=dict(raw["settings_json"]),
         is_active=raw["is_active"],
-        flags={flag: raw[flag] for flag in OPTIONAL_SLOT_FLAGS if flag in raw},
+        flags={flag: raw[flag] for flag in SLOT_FLAGS if flag in raw},
         template_settings={
             key: str(cleaned[key]) for key in operation.template_keys() if cleaned.get(key)
         },
