@@ -25,7 +25,8 @@ from django.views.decorators.http import require_safe
 
 from jobqueue import files
 from jobqueue.models import Job
-from photobooth.qr import guest_result_url, qr_svg
+from photobooth.links import guest_result_url
+from photobooth.qr import qr_svg
 
 
 class Availability(Enum):

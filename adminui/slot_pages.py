@@ -481,6 +481,7 @@ def try_result(request: HttpRequest, slot_id: str, job_id: uuid.UUID) -> HttpRes
         "thumbnail_path": reverse("public-result-thumbnail", kwargs={"job_id": detail.id}),
         "thumbnail_url": links.result_thumbnail_url(detail.id),
         "download_url": links.result_download_url(detail.id),
+        "guest_url": links.guest_result_url(detail.id),
     }
     response = render(request, "adminui/slot_try.html", context)
     response["Cache-Control"] = "no-store"

@@ -30,7 +30,7 @@ from jobqueue.models import FailureReason, Job, MediaObject, ProcessingLog
 from jobqueue.notifications import JOBS_CHANNEL, Listener, notifications_supported
 from jobqueue.qr_stamp import stamp_qr_if_possible
 from photobooth import links, metrics
-from photobooth.qr import guest_result_url
+from photobooth.links import guest_result_url
 from photobooth.request_id import request_id_context
 from providers.base import (
     InputImage,

@@ -19,6 +19,11 @@ def result_download_url(job_id: uuid.UUID) -> str:
     return public_url(reverse("public-result", kwargs={"job_id": job_id}))
 
 
+def guest_result_url(job_id: uuid.UUID) -> str:
+    """The guest's page of a job's result (preview, download, QR code): what guests are given."""
+    return public_url(reverse("guest-result", kwargs={"job_id": job_id}))
+
+
 def result_thumbnail_url(job_id: uuid.UUID) -> str:
     """A small JPEG preview of a job's result."""
     return public_url(reverse("public-result-thumbnail", kwargs={"job_id": job_id}))

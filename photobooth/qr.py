@@ -11,21 +11,15 @@ page and the one stamped onto a photo are the same symbol for the same address:
 from __future__ import annotations
 
 import io
-import uuid
 
 import segno
-from django.urls import reverse
 from PIL import Image
 
-from photobooth.links import public_url
+# Kept importable from here while pages move to photobooth.links.
+from photobooth.links import guest_result_url as guest_result_url
 
 QUIET_ZONE_MODULES = 4
 ERROR_CORRECTION = "m"
-
-
-def guest_result_url(job_id: uuid.UUID) -> str:
-    """The public address of a job's guest result page (what its QR codes point at)."""
-    return public_url(reverse("guest-result", kwargs={"job_id": job_id}))
 
 
 def make_qr(data: str) -> segno.QRCode:

@@ -16,7 +16,8 @@ from ingest.models import Slot
 from ingest.services import job_configuration
 from jobqueue import files, services
 from jobqueue.models import FailureReason, Job
-from photobooth.qr import guest_result_url, qr_svg
+from photobooth.links import guest_result_url
+from photobooth.qr import qr_svg
 from tests.support.images import make_photo
 
 pytestmark = pytest.mark.django_db

@@ -741,6 +741,8 @@ def test_a_test_run_goes_through_the_queue_and_shows_its_result() -> None:
     assert 'http-equiv="refresh"' not in done and "data-status-url" not in done
     assert f'<img src="/public/results/{job.id}/thumbnail" alt="Result of the test run"' in done
     assert f'href="{BASE_URL}/public/results/{job.id}" download id="try-download"' in done
+    # What to give the guest is their page (preview, download, QR code), not the bare file.
+    assert f'href="{BASE_URL}/r/{job.id}" id="try-guest-link"' in done
     assert client.get(f"{PAGE}/try/{job.id}/status").json()["done"] is True
     thumbnail = Client().get(f"/public/results/{job.id}/thumbnail")
     assert thumbnail.status_code == 200 and thumbnail["Content-Type"] == "image/jpeg"
