@@ -83,10 +83,13 @@ def rss_megabytes(pid: int) -> float:
 
 
 class ConnectionSampler:
-    """Samples the number of connections to our database (pg_stat_activity) in the background."""
+    """Samples the connections to our database (pg_stat_activity) in the background: the peak of
+    those open, and of those in use (running a statement or inside a transaction, as opposed to
+    idle in a pool or waiting for notifications)."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.peak_in_use = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -104,14 +107,16 @@ class ConnectionSampler:
         if connection.vendor != "postgresql":
             return
         name = connection.settings_dict["NAME"]
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(0.05):
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> "
-                    "pg_backend_pid()",
+                    "SELECT count(*), count(*) FILTER (WHERE state <> 'idle') "
+                    "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                     [name],
                 )
-                self.peak = max(self.peak, cursor.fetchone()[0])
+                open_now, in_use = cursor.fetchone()
+                self.peak = max(self.peak, open_now)
+                self.peak_in_use = max(self.peak_in_use, in_use)
         connection.close()
 
 
@@ -257,7 +262,10 @@ def main() -> int:
                 )
             print("-- 300 concurrent uploads held while the provider takes 10 s")
             print("\n".join(report.lines(provider_delay=10.0)))
-            print(f"db connections      peak {sampler.peak} (web + workers, all processes)")
+            print(
+                f"db connections      peak {sampler.peak} open, {sampler.peak_in_use} in use "
+                "(web + workers, all processes; sampled every 0.05 s)"
+            )
             print(f"web RSS             {rss_megabytes(web.pid):.0f} MB after the run")
         if "deadline" in scenarios:
             report = run(
