@@ -47,6 +47,8 @@ class AuditEvent(models.Model):
         SLOT_STATS_RESET = "slot_stats_reset"
         TEMPLATE_CHANGED = "template_changed"
         ADMIN_CHANGED = "admin_changed"
+        GALLERY_CREATED = "gallery_created"
+        GALLERY_REVOKED = "gallery_revoked"
 
     created_at = models.DateTimeField(db_index=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -91,7 +91,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRespon
 
 
 # Pages people open in a browser get an HTML 404; everything else (API, ingest) gets JSON.
-HTML_PREFIXES = ("/dashboard", "/r/")
+HTML_PREFIXES = ("/dashboard", "/r/", "/g/")
 
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -102,6 +102,8 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
     if request.path.startswith("/r/"):
         return render(request, "adminui/guest_not_found.html", status=404)
+    if request.path.startswith("/g/"):
+        return render(request, "adminui/gallery_not_found.html", status=404)
     if request.path.startswith(HTML_PREFIXES):
         return render(request, "adminui/not_found.html", status=404)
     return error_response(NotFound("Nothing is served at this address.", code="not_found"))
