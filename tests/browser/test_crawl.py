@@ -14,9 +14,13 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urldefrag, urlsplit
 
+from django.utils import timezone
+
+from galleries.services import create_gallery
 from ingest.services import update_slot
 from tests.browser.conftest import (
     PlaywrightError,
@@ -144,6 +148,16 @@ def test_every_link_of_the_dashboard_and_the_guest_page_works(
 ) -> None:
     jobs = setup_jobs(site)
     guest_page = site.url(f"/r/{jobs['slot-001']}")
+    gallery = in_db_thread(
+        lambda: create_gallery(
+            title="Crawl",
+            slot_ids=[],
+            results_since=timezone.now() - timedelta(hours=1),
+            results_until=None,
+            lifetime_hours=6,
+            actor="crawler",
+        )
+    )
 
     admin = new_page()
     sign_in(admin, site)
@@ -169,6 +183,9 @@ def test_every_link_of_the_dashboard_and_the_guest_page_works(
         "/dashboard/jobs",
         "/dashboard/stats",
         "/dashboard/settings",
+        "/dashboard/galleries",
+        f"/g/{gallery.id}",
+        f"/dashboard/galleries/{gallery.id}/qr.svg",
         f"/r/{jobs['slot-001']}",
         f"/r/{jobs['slot-001']}/qr.svg",
         *(f"/dashboard/slots/slot-{number:03d}" for number in range(1, 16)),
@@ -193,3 +210,14 @@ def test_every_link_of_the_dashboard_and_the_guest_page_works(
     ]
     assert not private, f"the guest page leads to {private}"
     assert {f"/r/{jobs['slot-001']}", f"/public/results/{jobs['slot-001']}"} <= seen.paths()
+
+    # A guest with the event's gallery link: its photos and their pages, nothing private.
+    seen = crawl(new_page(), [site.url(f"/g/{gallery.id}")], origin=site.base_url)
+    assert seen.complete
+    assert not seen.errors(), "\n".join(seen.errors())
+    assert not seen.other_origins, seen.other_origins
+    private = [
+        url for url in seen.statuses if urlsplit(url).path.startswith(("/dashboard", "/api"))
+    ]
+    assert not private, f"the gallery leads to {private}"
+    assert {f"/r/{jobs['slot-001']}", f"/r/{jobs['slot-002']}"} <= seen.paths()
