@@ -30,7 +30,6 @@ from ingest.services import (
 from jobqueue import deadlines, files
 from jobqueue.connections import in_thread
 from jobqueue.models import FailureReason, Job, MediaObject
-from jobqueue.services import finalize_expired
 from jobqueue.waiter import Registration, waiter_for_this_loop
 from photobooth import metrics
 from photobooth.body_guard import RECEIVED_AT_SCOPE_KEY
@@ -109,7 +108,7 @@ async def _wait_for_finalization(job: Job, registration: Registration) -> bool:
         remaining = deadlines.remaining(deadline=job.expires_at, now=timezone.now())
         if await registration.wait(timeout=remaining.total_seconds()):
             return False
-        if await in_thread(finalize_expired)(job=job, finalized_by="ingest"):
+        if await registration.waiter.expire(job.id):
             return True
         if deadlines.is_expired(deadline=job.expires_at, now=timezone.now()):
             return False  # expired yet not ours to finalize: someone else finalized it just now

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import connection, connections
@@ -35,6 +35,17 @@ def notify(channel: str, payload: str = "") -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, %s)", [channel, payload])
+
+
+def notify_many(channel: str, payloads: Sequence[str]) -> None:
+    """One notification per payload, in one statement; delivered at commit like `notify`."""
+    if connection.vendor != "postgresql" or not payloads:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+            [channel, list(payloads)],
+        )
 
 
 def _connection_parameters() -> dict[str, Any]:

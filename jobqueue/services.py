@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,9 +28,9 @@ from jobqueue.models import (
     ProcessingLog,
     WorkerHeartbeat,
 )
-from jobqueue.notifications import FINALIZED_CHANNEL, JOBS_CHANNEL, notify
+from jobqueue.notifications import FINALIZED_CHANNEL, JOBS_CHANNEL, notify, notify_many
 from photobooth import metrics
-from photobooth.request_id import current_request_id
+from photobooth.request_id import current_request_id, request_id_context
 
 logger = logging.getLogger(__name__)
 
@@ -366,28 +366,75 @@ def finalize_failure(
     )
 
 
+_TIMEOUT_FIELDS = {"failure_reason": FailureReason.TIMEOUT, "failure_detail": "deadline reached"}
+
+
 def finalize_expired(*, job: Job, finalized_by: str) -> bool:
     """Finalize a job whose deadline has passed as `timeout`; anyone may do this.
 
     Returns False when the job was finalized already or its deadline is still ahead.
     """
-    now = timezone.now()
-    return _finalize(
-        job=job,
-        conditions={"expires_at__lte": now},
-        now=now,
-        fields={"failure_reason": FailureReason.TIMEOUT, "failure_detail": "deadline reached"},
-        log_details={"outcome": FailureReason.TIMEOUT, "finalized_by": finalized_by},
-    )
+    return job.id in finalize_expired_many(job_ids=[job.id], finalized_by=finalized_by)
+
+
+def finalize_expired_many(
+    *,
+    job_ids: Sequence[uuid.UUID],
+    finalized_by: str,
+    request_ids: Mapping[uuid.UUID, str | None] | None = None,
+) -> set[uuid.UUID]:
+    """Finalize as `timeout` those of these jobs that are unfinalized and past their deadline,
+    in one transaction of four statements however many there are; returns their ids.
+
+    What a burst of requests reaching their deadline together needs: one transaction each
+    would queue behind one another and answer the last booths late. The rows are locked in id
+    order, so two batches (web processes, the reaper) cannot deadlock, and a finalization that
+    got there first (a result, another batch) makes a job drop out. `request_ids`: the
+    correlation id each job's "job finalized" log line carries.
+    """
+    if not job_ids:
+        return set()
+    with transaction.atomic():
+        now = timezone.now()
+        expired = list(
+            Job.objects.select_for_update()
+            .filter(id__in=job_ids, is_finalized=False, expires_at__lte=now)
+            .order_by("id")
+        )
+        if not expired:
+            return set()
+        Job.objects.filter(id__in=[job.id for job in expired]).update(
+            is_finalized=True, finalized_at=now, updated_at=now, payload_path="", **_TIMEOUT_FIELDS
+        )
+        details = {
+            job.id: _finalized_details(
+                job,
+                now=now,
+                log_details={"outcome": FailureReason.TIMEOUT, "finalized_by": finalized_by},
+            )
+            for job in expired
+        }
+        ProcessingLog.objects.bulk_create(
+            ProcessingLog(
+                job_id=job_id, event=ProcessingLog.Event.FINALIZED, created_at=now, details=d
+            )
+            for job_id, d in details.items()
+        )
+        notify_many(FINALIZED_CHANNEL, [str(job.id) for job in expired])
+        payloads = {job.id: job.payload_path for job in expired}
+        transaction.on_commit(lambda: _release_job_files(payloads))
+    for job in expired:
+        with request_id_context((request_ids or {}).get(job.id) or current_request_id()):
+            _finalized(job, outcome=FailureReason.TIMEOUT, now=now, details=details[job.id])
+    return {job.id for job in expired}
 
 
 def timeout_expired_jobs(*, finalized_by: str, limit: int = 500) -> int:
     """Finalize every unfinalized job past its deadline as `timeout`. Returns how many."""
     now = timezone.now()
-    expired = list(
-        Job.objects.filter(is_finalized=False, expires_at__lte=now).order_by("expires_at")[:limit]
-    )
-    return sum(finalize_expired(job=job, finalized_by=finalized_by) for job in expired)
+    expired = Job.objects.filter(is_finalized=False, expires_at__lte=now).order_by("expires_at")
+    job_ids = list(expired.values_list("id", flat=True)[:limit])
+    return len(finalize_expired_many(job_ids=job_ids, finalized_by=finalized_by))
 
 
 def _finalize(
@@ -404,17 +451,28 @@ def _finalize(
         )
         if not changed:
             return False
-        details = {
-            **log_details,
-            "total_elapsed_ms": _milliseconds(now - job.created_at),
-        }
-        if job.started_at:
-            details["processing_ms"] = _milliseconds(now - job.started_at)
+        details = _finalized_details(job, now=now, log_details=log_details)
         record_event(job.id, ProcessingLog.Event.FINALIZED, details)
         notify(FINALIZED_CHANNEL, str(job.id))
-        payload_path = job.payload_path
-        transaction.on_commit(lambda: _release_job_files(job.id, payload_path))
-    metrics.observe_finalized(job, outcome=str(log_details["outcome"]), finalized_at=now)
+        payloads = {job.id: job.payload_path}
+        transaction.on_commit(lambda: _release_job_files(payloads))
+    _finalized(job, outcome=str(log_details["outcome"]), now=now, details=details)
+    return True
+
+
+def _finalized_details(
+    job: Job, *, now: datetime, log_details: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What the FINALIZED log row (and log line) of a job says."""
+    details = {**log_details, "total_elapsed_ms": _milliseconds(now - job.created_at)}
+    if job.started_at:
+        details["processing_ms"] = _milliseconds(now - job.started_at)
+    return details
+
+
+def _finalized(job: Job, *, outcome: str, now: datetime, details: Mapping[str, Any]) -> None:
+    """After a finalization committed: its metrics and its log line."""
+    metrics.observe_finalized(job, outcome=outcome, finalized_at=now)
     logger.info(
         "job finalized",
         extra={
@@ -424,15 +482,17 @@ def _finalize(
             **details,
         },
     )
-    return True
 
 
-def _release_job_files(job_id: uuid.UUID, payload_path: str) -> None:
-    """After finalization: the payload and the job's temporary public media are deleted."""
-    files.delete_quietly(payload_path)
-    for media in MediaObject.objects.filter(job_id=job_id):
-        files.delete_quietly(media.path)
-        media.delete()
+def _release_job_files(payloads: Mapping[uuid.UUID, str]) -> None:
+    """After finalization: the jobs' payloads (job id -> path) and their temporary public media
+    are deleted."""
+    for path in payloads.values():
+        files.delete_quietly(path)
+    media = list(MediaObject.objects.filter(job_id__in=list(payloads)))
+    for item in media:
+        files.delete_quietly(item.path)
+    MediaObject.objects.filter(id__in=[item.id for item in media]).delete()
 
 
 def _milliseconds(delta: timedelta) -> int:

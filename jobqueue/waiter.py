@@ -24,6 +24,8 @@ from django.conf import settings
 from jobqueue.connections import in_thread
 from jobqueue.models import Job
 from jobqueue.notifications import FINALIZED_CHANNEL, Listener, notifications_supported
+from jobqueue.services import finalize_expired_many
+from photobooth.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,48 @@ class FinalizationWaiter:
         self._waiting: dict[uuid.UUID, set[Registration]] = {}
         self._lock = threading.Lock()  # the listener thread resolves registrations too
         self._poller: asyncio.Task[None] | None = None
+        # Jobs whose waiting request reached the deadline, finalized together (see expire()).
+        self._expiring: dict[uuid.UUID, tuple[asyncio.Future[bool], str | None]] = {}
+        self._expirer: asyncio.Task[None] | None = None
+
+    async def expire(self, job_id: uuid.UUID) -> bool:
+        """Finalize a job whose deadline has passed as `timeout`: True if this did it, False if
+        it was finalized otherwise (its result, or someone else's timeout).
+
+        Every request of this loop reaching its deadline meanwhile joins one batch: one
+        transaction for all of them (jobqueue.services.finalize_expired_many), so that a burst
+        of booths timing out together is answered at the deadline, not one transaction after
+        another. Raises DatabaseError when the database cannot be reached.
+        """
+        future = self._expiring.get(job_id, (None, None))[0]
+        if future is None:
+            future = self.loop.create_future()
+            # Its request may be gone (client disconnected) by the time a failure is set.
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._expiring[job_id] = (future, current_request_id())
+        if self._expirer is None or self._expirer.done():
+            self._expirer = self.loop.create_task(
+                self._expire_batches(), context=contextvars.Context()
+            )
+        return await asyncio.shield(future)
+
+    async def _expire_batches(self) -> None:
+        while self._expiring:
+            batch, self._expiring = self._expiring, {}
+            try:
+                ours = await in_thread(finalize_expired_many)(
+                    job_ids=list(batch),
+                    finalized_by="ingest",
+                    request_ids={job_id: request_id for job_id, (_, request_id) in batch.items()},
+                )
+            except Exception as error:  # each request answers 504 anyway (see ingest.views)
+                for future, _ in batch.values():
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for job_id, (future, _) in batch.items():
+                if not future.done():
+                    future.set_result(job_id in ours)
 
     def register(self, job_id: uuid.UUID) -> Registration:
         registration = Registration(self, job_id)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -133,6 +136,54 @@ def test_slow_provider_gets_504_at_the_deadline_and_nothing_is_left(
     assert job.failure_reason == FailureReason.TIMEOUT
     assert job.result_path == "" and not _files_under("results")
     assert job.logs.filter(event=ProcessingLog.Event.FINALIZED).count() == 1
+
+
+def test_a_burst_reaching_the_deadline_together_is_answered_504_each_job_timed_out_once(
+    stack: Stack, ingest_password: str, photo_jpeg: bytes
+) -> None:
+    IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=2)
+    update_slot(
+        slot_id="slot-002",
+        provider_id="testing",
+        operation_id="sleep",
+        settings={"seconds": 30},
+        is_active=True,
+    )
+    booths = 12
+    start_together = threading.Barrier(booths)
+
+    def booth(number: int) -> requests.Response:
+        start_together.wait(timeout=10)
+        return requests.post(
+            f"{stack.base_url}/ingest/slot-002",
+            data={"password": ingest_password},
+            files={"fileToUpload": ("IMG_0003.JPG", photo_jpeg, "image/jpeg")},
+            headers={"X-Request-Id": f"burst-booth-{number:02d}"},
+            timeout=90,
+        )
+
+    with ThreadPoolExecutor(max_workers=booths) as pool:
+        responses = list(pool.map(booth, range(booths)))
+
+    assert [response.status_code for response in responses] == [504] * booths, stack.logs()
+    job_ids = {response.json()["error"]["details"]["job_id"] for response in responses}
+    assert len(job_ids) == booths
+    for job in Job.objects.filter(id__in=job_ids):
+        assert job.is_finalized and job.failure_reason == FailureReason.TIMEOUT
+        [finalized] = job.logs.filter(event=ProcessingLog.Event.FINALIZED)
+        assert finalized.details["outcome"] == "timeout"
+    # Each request's timeout is logged under that request's own correlation id.
+    lines = [
+        json.loads(line)
+        for line in stack.web.process.output().splitlines()
+        if line.startswith("{") and '"job finalized"' in line
+    ]
+    by_job = {line["job_id"]: line.get("request_id") for line in lines}
+    for number, response in enumerate(responses):
+        job_id = response.json()["error"]["details"]["job_id"]
+        if job_id in by_job:  # (the reaper may have been first for some)
+            assert by_job[job_id] == f"burst-booth-{number:02d}"
+    assert by_job, stack.logs()
 
 
 def test_provider_error_is_answered_at_once_with_502(

@@ -553,3 +553,41 @@ def test_a_job_whose_settings_no_longer_fit_its_provider_ends_as_provider_error(
     assert job.failure_reason == FailureReason.PROVIDER_ERROR
     assert job.failure_detail.startswith("invalid_settings:")
     assert "look" in job.failure_detail
+
+
+def test_a_batch_of_expired_jobs_is_finalized_together_skipping_the_others(
+    django_capture_on_commit_callbacks: CaptureOnCommit,
+) -> None:
+    expired = [enqueue_expired() for _ in range(3)]
+    running = acquire_one(enqueue(received_at=timezone.now() - timedelta(seconds=5)))
+    let_deadline_pass(running)
+    not_yet = enqueue()
+    already = enqueue_expired()
+    assert services.finalize_expired(job=already, finalized_by="reaper")
+    asked = [*expired, running, not_yet, already]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ours = services.finalize_expired_many(
+            job_ids=[job.id for job in asked],
+            finalized_by="ingest",
+            request_ids={expired[0].id: "booth-request-1"},
+        )
+
+    assert ours == {job.id for job in [*expired, running]}
+    for job in [*expired, running]:
+        payload = job.payload_path
+        job.refresh_from_db()
+        assert job.failure_reason == FailureReason.TIMEOUT and not files.exists(payload)
+        [finalized] = finalized_logs(job)
+        assert finalized["finalized_by"] == "ingest"
+    # The one that was running says how long it processed; all say how long they took.
+    assert "processing_ms" in finalized_logs(running)[0]
+    assert all("total_elapsed_ms" in finalized_logs(job)[0] for job in expired)
+    not_yet.refresh_from_db()
+    assert not not_yet.is_finalized and files.exists(not_yet.payload_path)
+    [first] = finalized_logs(already)
+    assert first["finalized_by"] == "reaper"  # not finalized twice
+    # Nothing left: asking again changes nothing.
+    assert (
+        services.finalize_expired_many(job_ids=[job.id for job in asked], finalized_by="x") == set()
+    )
