@@ -10,11 +10,9 @@ from __future__ import annotations
 import io
 import os
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +32,14 @@ from jobqueue.selectors import any_live_worker
 from photobooth.errors import TooManyRequests
 from tests.conftest import Stack
 from tests.support.images import make_photo
-from tests.support.stack import ManagedProcess, WebServer, start_web, start_workers, wait_until
+from tests.support.stack import (
+    ManagedProcess,
+    WebServer,
+    all_at_once,
+    start_web,
+    start_workers,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
@@ -272,6 +277,16 @@ def small_stack(live_db: None, tmp_path: Path) -> Iterator[SmallStack]:
         workers.stop()
 
 
+def burst_of_uploads(stack: SmallStack, slot_id: str, password: str) -> list[requests.Response]:
+    """Eight booths sending a photo each at the same moment."""
+
+    def upload(number: int) -> requests.Response:
+        photo = make_photo(width=160, height=120, color=(number * 20, 80, 40))
+        return post_photo(stack.web.base_url, slot_id, password, photo)
+
+    return all_at_once(8, upload)
+
+
 def test_burst_beyond_the_slot_limit_gets_429s_and_every_accepted_photo_is_processed(
     small_stack: SmallStack, ingest_password: str, media_root: Path
 ) -> None:
@@ -283,16 +298,7 @@ def test_burst_beyond_the_slot_limit_gets_429s_and_every_accepted_photo_is_proce
         settings={"seconds": 1},
         is_active=True,
     )
-    burst = 8
-    start_together = threading.Barrier(burst)
-
-    def upload(number: int) -> requests.Response:
-        photo = make_photo(width=160, height=120, color=(number * 20, 80, 40))
-        start_together.wait(timeout=10)
-        return post_photo(small_stack.web.base_url, "slot-002", ingest_password, photo)
-
-    with ThreadPoolExecutor(max_workers=burst) as pool:
-        responses = list(pool.map(upload, range(burst)))
+    responses = burst_of_uploads(small_stack, "slot-002", ingest_password)
 
     statuses = sorted(response.status_code for response in responses)
     assert set(statuses) <= {200, 429}, (statuses, small_stack.logs())
@@ -419,16 +425,7 @@ def test_a_burst_at_a_one_at_a_time_slot_never_runs_two_of_its_jobs_at_once(
         is_active=True,
         flags={"one_at_a_time": True},
     )
-    burst = 8
-    start_together = threading.Barrier(burst)
-
-    def upload(number: int) -> requests.Response:
-        photo = make_photo(width=160, height=120, color=(number * 20, 80, 40))
-        start_together.wait(timeout=10)
-        return post_photo(small_stack.web.base_url, "slot-002", ingest_password, photo)
-
-    with ThreadPoolExecutor(max_workers=burst) as pool:
-        responses = list(pool.map(upload, range(burst)))
+    responses = burst_of_uploads(small_stack, "slot-002", ingest_password)
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses.count(200) >= 1 and statuses.count(429) >= 1, (statuses, small_stack.logs())

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -22,7 +20,7 @@ from jobqueue import files
 from jobqueue.models import FailureReason, Job, ProcessingLog
 from tests.conftest import Stack
 from tests.support.images import open_image
-from tests.support.stack import wait_until
+from tests.support.stack import all_at_once, wait_until
 
 DSLR_FIELDS = {
     "time": "1764380000",
@@ -150,10 +148,8 @@ def test_a_burst_reaching_the_deadline_together_is_answered_504_each_job_timed_o
         is_active=True,
     )
     booths = 12
-    start_together = threading.Barrier(booths)
 
     def booth(number: int) -> requests.Response:
-        start_together.wait(timeout=10)
         return requests.post(
             f"{stack.base_url}/ingest/slot-002",
             data={"password": ingest_password},
@@ -162,8 +158,7 @@ def test_a_burst_reaching_the_deadline_together_is_answered_504_each_job_timed_o
             timeout=90,
         )
 
-    with ThreadPoolExecutor(max_workers=booths) as pool:
-        responses = list(pool.map(booth, range(booths)))
+    responses = all_at_once(booths, booth)
 
     assert [response.status_code for response in responses] == [504] * booths, stack.logs()
     job_ids = {response.json()["error"]["details"]["job_id"] for response in responses}

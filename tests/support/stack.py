@@ -7,10 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 from django.conf import settings
@@ -50,10 +53,26 @@ def process_environment(**overrides: str) -> dict[str, str]:
     return env
 
 
+T = TypeVar("T")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def all_at_once(count: int, send: Callable[[int], T]) -> list[T]:
+    """Call `send(0)` … `send(count - 1)` from `count` threads released together (a burst of
+    booths); their results in that order."""
+    start_together = threading.Barrier(count)
+
+    def released(number: int) -> T:
+        start_together.wait(timeout=10)
+        return send(number)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(released, range(count)))
 
 
 def wait_until(
