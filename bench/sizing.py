@@ -3,12 +3,13 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/photobooth_bench \
         .venv/bin/python bench/sizing.py [--rates 1,2,4] [--worker-threads 8,16,32]
 
-For each (worker threads, rate) pair it starts nothing new: one web process and one
-`run_workers` process per thread count, the simulated provider (lognormal delays around
-`--median` seconds, `--error-rate` failures of which half retryable), and bench/loadtest.py
-playing booths at a steady rate (open loop, 2 MB photos). It prints, per pair: throughput, the
-share of 200 / 502 / 504 / 429 answers and the latency of the successful ones: the numbers
-behind the sizing guidance in Docs/deployment.md.
+One web process; for each worker thread count one `run_workers` process with that many
+threads; the simulated provider (lognormal delays around `--median` seconds, `--error-rate`
+failures of which half retryable); bench/loadtest.py playing booths at a steady rate (open
+loop, 2 MB photos). It prints, per pair: throughput, the
+share of 200 / 502 / 504 / 429 answers, the photos in flight (rate x mean latency) and the
+latency of the successful ones: the numbers behind the sizing guidance in Docs/deployment.md.
+"served/s" counts the answers over the whole run, including the tail after the last photo.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import time
 from collections import Counter
@@ -24,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import describe_ms, percentile, prepare, start_workers, stop  # noqa: E402
+from bench.common import describe_ms, prepare, start_workers, stop  # noqa: E402
 from bench.ingest_bench import start_web  # noqa: E402
 from bench.loadtest import make_jpeg, run  # noqa: E402
 
@@ -122,7 +124,8 @@ def main() -> int:
                     count = len(report.outcomes) or 1
                     ok = [o.seconds * 1000 for o in report.outcomes if o.status == 200]
                     share = {code: 100 * statuses[code] / count for code in (200, 502, 504, 429)}
-                    in_flight = rate * (percentile(ok, 0.95) / 1000 if ok else args.deadline)
+                    # Little's law: photos in flight = arrival rate x mean time in the system.
+                    in_flight = rate * (statistics.mean(ok) / 1000 if ok else args.deadline)
                     served = len(report.outcomes) / report.wall_seconds
                     print(
                         f"{threads:7d}  {rate:6g}  {served:8.2f}"
