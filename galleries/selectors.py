@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from galleries.models import Gallery
 from jobqueue.models import Job
+from jobqueue.selectors import retained_results
 
 GALLERY_PAGE_SIZE = 48
 # Deeper pages are not offered: 48 000 photos is more than any event makes, and a bounded
@@ -40,12 +41,7 @@ class GalleryPage:
 def gallery_results(gallery: Gallery, *, now: datetime) -> QuerySet[Job]:
     """The gallery's photos: successful results still kept, of its slots (all when none are
     chosen), received within its range, newest first."""
-    jobs = Job.objects.filter(
-        is_finalized=True,
-        failure_reason__isnull=True,
-        result_expires_at__gt=now,
-        created_at__gte=gallery.results_since,
-    ).exclude(result_path="")
+    jobs = retained_results(now=now).filter(created_at__gte=gallery.results_since)
     if gallery.results_until is not None:
         jobs = jobs.filter(created_at__lt=gallery.results_until)
     if gallery.slot_ids:

@@ -26,7 +26,7 @@ from accounts.models import AuditEvent
 from accounts.services import audit
 from ingest.models import SLOT_FLAGS, Slot
 from ingest.services import update_slot
-from jobqueue.models import Job
+from jobqueue.selectors import retained_results
 from photobooth.errors import BadRequest, Conflict, NotFound, PreconditionRequired
 from photobooth.links import result_download_url, result_thumbnail_url
 from providers.registry import all_providers
@@ -162,14 +162,8 @@ def recent_results(
     """The slot's latest successful results that have not expired, newest first."""
     now = now or timezone.now()
     rows = (
-        Job.objects.filter(
-            slot_id=slot_id,
-            is_finalized=True,
-            failure_reason__isnull=True,
-            result_expires_at__gt=now,
-            result_size__isnull=False,
-        )
-        .exclude(result_path="")
+        retained_results(now=now)
+        .filter(slot_id=slot_id, result_size__isnull=False)
         .order_by("-finalized_at", "-id")
         .values("id", "finalized_at", "result_expires_at", "result_mime", "result_size")[:limit]
     )

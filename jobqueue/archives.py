@@ -35,6 +35,7 @@ from django.utils import timezone
 from jobqueue import files
 from jobqueue.connections import in_thread
 from jobqueue.models import Job
+from jobqueue.selectors import retained_results
 from photobooth.errors import BadRequest
 
 logger = logging.getLogger(__name__)
@@ -102,11 +103,7 @@ def select_results(
 
 def _retained(selection: ResultSelection) -> QuerySet[Job]:
     """Succeeded jobs whose result file is still kept, within the selection."""
-    jobs = Job.objects.filter(
-        is_finalized=True,
-        failure_reason__isnull=True,
-        result_expires_at__gt=selection.now,
-    ).exclude(result_path="")
+    jobs = retained_results(now=selection.now)
     if selection.slot_id is not None:
         jobs = jobs.filter(slot_id=selection.slot_id)
     if selection.since is not None:

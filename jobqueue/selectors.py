@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from jobqueue.models import Job, WorkerHeartbeat
@@ -15,6 +15,14 @@ from jobqueue.models import Job, WorkerHeartbeat
 class QueueLoad:
     unfinished_for_slot: int
     unfinished_total: int
+
+
+def retained_results(*, now: datetime) -> QuerySet[Job]:
+    """Jobs whose result can still be downloaded at `now`: succeeded, with a result file, not
+    past its retention. What galleries, archives and the recent results of a slot show."""
+    return Job.objects.filter(
+        is_finalized=True, failure_reason__isnull=True, result_expires_at__gt=now
+    ).exclude(result_path="")
 
 
 def queue_load(*, slot_id: str) -> QueueLoad:
