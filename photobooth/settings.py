@@ -339,8 +339,10 @@ SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
 # Turbotext answers asynchronously: how often its result is asked for.
 TURBOTEXT_POLL_SECONDS = env.float("TURBOTEXT_POLL_SECONDS", default=2.5)
 
-# Under ASGI Django streams a file download by iterating it in a worker thread and warns about
-# it each time; that is the intended path for our (small, local) files, so the warning is noise.
+# Under ASGI Django serves a response with a synchronous iterator (FileResponse of a result,
+# at most INGEST_MAX_UPLOAD_BYTES-sized) by reading it whole in a worker thread, and warns each
+# time; for those files that is intended, so the warning is noise. Anything large must stream
+# through an async iterator instead (the results archive does: jobqueue/archives.py, tested).
 warnings.filterwarnings(
     "ignore", message="StreamingHttpResponse must consume synchronous iterators"
 )
