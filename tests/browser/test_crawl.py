@@ -170,6 +170,9 @@ def test_every_link_of_the_dashboard_and_the_guest_page_works(
     expect(admin.locator("#failures-summary")).to_contain_text(re.compile(r"1\s+of 3 jobs"))
     expect(admin.locator("#failures-jobs-link")).to_be_visible()  # crawled below
     save_screenshot(admin, "statistics")
+    admin.goto("/dashboard/results/archive?slot=slot-001")
+    expect(admin.locator("main")).to_contain_text("Download ZIP")
+    save_screenshot(admin, "downloads")
 
     seen = crawl(admin, [site.url("/dashboard/"), guest_page], origin=site.base_url)
     assert seen.complete, f"more than {MAX_URLS} addresses: {sorted(seen.statuses)}"
