@@ -304,8 +304,9 @@ def assert_refused_at_once(stack: ClusterStack, photo: bytes) -> requests.Respon
     assert refused.headers["Cache-Control"] == "no-store"
     assert int(refused.headers["Retry-After"]) > 0  # the booth knows when to try again
     assert refused.json()["error"]["code"] in {"database_unavailable", "no_workers"}
-    # A connection pool may wait a moment for a connection before giving up; that is all.
-    assert elapsed < 3.0, elapsed
+    # A connection pool may wait a moment for a connection before giving up (1.5 s); that is
+    # all: far from being held until the 12 s deadline (bound loose for a busy CI machine).
+    assert elapsed < 6.0, elapsed
     return refused
 
 
