@@ -302,7 +302,14 @@ def accept_photo(
             details={"mime": mime, "accepted": sorted(provider.accepted_mimes)},
         )
     job_id = job_id or uuid.uuid4()
-    stored = files.store_stream(kind="payloads", stem=str(job_id), mime=mime, stream=upload.photo)
+    stored = files.store_stream(
+        kind="payloads",
+        stem=str(job_id),
+        mime=mime,
+        stream=upload.photo,
+        # The booth's `hash` field may be a SHA-1: computed only when there is one to check.
+        with_sha1=bool(upload.fields.get("hash")),
+    )
     integrity = _integrity(upload.fields.get("hash"), stored)
     try:
         job = enqueue_job(
