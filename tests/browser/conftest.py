@@ -61,6 +61,14 @@ __all__ = ["PlaywrightError", "expect"]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+
+
+def horizontal_overflow(page: Page, width: int) -> int:
+    """By how many CSS pixels the page is wider than the screen (0: no horizontal scroll)."""
+    scroll_width = page.evaluate("() => document.scrollingElement.scrollWidth")
+    return max(0, int(scroll_width) - width)
+
+
 SCREENSHOT_DIR = REPO_ROOT / "Docs" / "screenshots"
 OPERATOR = "olga"
 # Playwright's waits are bounded: a page or element that does not come is a failure, quickly.

@@ -18,6 +18,7 @@ from tests.browser.conftest import (
     configure_frame_slot,
     expect,
     expect_image_loaded,
+    horizontal_overflow,
     in_db_thread,
     save_screenshot,
     sign_in,
@@ -39,11 +40,6 @@ def booth_photos(site: Site, slot_id: str, count: int) -> list[str]:
         assert answer.status_code == 200, (answer.text, site.stack.logs())
         job_ids.append(answer.headers["X-Job-Id"])
     return job_ids
-
-
-def horizontal_overflow(page: Page) -> int:
-    scroll_width = page.evaluate("() => document.scrollingElement.scrollWidth")
-    return max(0, int(scroll_width) - page.viewport_size["width"])  # type: ignore[index]
 
 
 def test_operator_shares_a_gallery_and_a_guest_opens_a_photo_from_it(
@@ -109,7 +105,7 @@ def test_operator_shares_a_gallery_and_a_guest_opens_a_photo_from_it(
     phone = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
     phone.goto(link)
     expect(phone.locator("#gallery-photos li")).to_have_count(3)
-    assert horizontal_overflow(phone) == 0
+    assert horizontal_overflow(phone, PHONE["width"]) == 0
     with phone.expect_navigation():
         phone.locator("#gallery-photos li a").first.tap()
     expect(phone).to_have_url(site.url(f"/r/{wedding[-1]}"))

@@ -20,6 +20,7 @@ from tests.browser.conftest import (
     configure_frame_slot,
     expect,
     expect_image_loaded,
+    horizontal_overflow,
     in_db_thread,
     save_screenshot,
     sign_in,
@@ -40,12 +41,6 @@ def expire_result(job_id: str) -> None:
         result_expires_at=timezone.now() - timedelta(minutes=1)
     )
     assert updated == 1
-
-
-def horizontal_overflow(page: Page, width: int) -> int:
-    """By how many CSS pixels the page is wider than the screen (0: no horizontal scroll)."""
-    scroll_width = page.evaluate("() => document.scrollingElement.scrollWidth")
-    return max(0, int(scroll_width) - width)
 
 
 def is_magenta(pixel: tuple[int, ...]) -> bool:
@@ -252,6 +247,10 @@ def test_home_and_slot_form_fit_a_phone(new_page: Callable[..., Page], site: Sit
 
     page.locator('li.card.slot[data-slot="slot-003"] h2 a').tap()
     expect(page).to_have_url(site.url("/dashboard/slots/slot-003"))
+    # The address changes when the navigation commits, before the new page is laid out: wait
+    # for its form before measuring anything (count() does not wait).
+    page.wait_for_load_state("load")
+    expect(page.locator("#slot-form #id_name")).to_be_visible()
     assert horizontal_overflow(page, PHONE["width"]) == 0
     # Every control of the form lies within the screen's width, and it (or its label) is a
     # tap target of at least 24 px (WCAG 2.2, 2.5.8).
