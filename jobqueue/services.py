@@ -369,14 +369,6 @@ def finalize_failure(
 _TIMEOUT_FIELDS = {"failure_reason": FailureReason.TIMEOUT, "failure_detail": "deadline reached"}
 
 
-def finalize_expired(*, job: Job, finalized_by: str) -> bool:
-    """Finalize a job whose deadline has passed as `timeout`; anyone may do this.
-
-    Returns False when the job was finalized already or its deadline is still ahead.
-    """
-    return job.id in finalize_expired_many(job_ids=[job.id], finalized_by=finalized_by)
-
-
 def finalize_expired_many(
     *,
     job_ids: Sequence[uuid.UUID],

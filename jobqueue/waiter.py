@@ -79,17 +79,17 @@ class FinalizationWaiter:
         of booths timing out together is answered at the deadline, not one transaction after
         another. Raises DatabaseError when the database cannot be reached.
         """
-        future = self._expiring.get(job_id, (None, None))[0]
-        if future is None:
-            future = self.loop.create_future()
+        entry = self._expiring.get(job_id)
+        if entry is None:
+            future: asyncio.Future[bool] = self.loop.create_future()
             # Its request may be gone (client disconnected) by the time a failure is set.
             future.add_done_callback(lambda done: done.cancelled() or done.exception())
-            self._expiring[job_id] = (future, current_request_id())
+            entry = self._expiring[job_id] = (future, current_request_id())
         if self._expirer is None or self._expirer.done():
             self._expirer = self.loop.create_task(
                 self._expire_batches(), context=contextvars.Context()
             )
-        return await asyncio.shield(future)
+        return await asyncio.shield(entry[0])
 
     async def _expire_batches(self) -> None:
         while self._expiring:

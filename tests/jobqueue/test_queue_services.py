@@ -357,9 +357,14 @@ def _fail(job: Job) -> bool:
     )
 
 
+def time_out(job: Job, *, by: str) -> bool:
+    """Whether this call finalized the job as timeout (anyone may, once its deadline passed)."""
+    return job.id in services.finalize_expired_many(job_ids=[job.id], finalized_by=by)
+
+
 def _time_out(job: Job) -> bool:
     let_deadline_pass(job)
-    return services.finalize_expired(job=job, finalized_by="ingest")
+    return time_out(job, by="ingest")
 
 
 def _reap(job: Job) -> bool:
@@ -397,8 +402,8 @@ def test_a_job_is_not_timed_out_before_its_deadline() -> None:
     pending = enqueue()
     running = acquire_one(enqueue(received_at=timezone.now() - timedelta(seconds=1)))
 
-    assert not services.finalize_expired(job=pending, finalized_by="ingest")
-    assert not services.finalize_expired(job=running, finalized_by="ingest")
+    assert not time_out(pending, by="ingest")
+    assert not time_out(running, by="ingest")
     assert services.timeout_expired_jobs(finalized_by="reaper") == 0
 
     for job, status in ((pending, JobStatus.PENDING), (running, JobStatus.PROCESSING)):
@@ -496,7 +501,7 @@ def test_worker_ignores_a_late_answer_and_keeps_no_result_file(
     # for a commit that this test transaction never makes: the worker can still read the photo,
     # as it would had it read it a moment earlier.)
     let_deadline_pass(job)
-    assert services.finalize_expired(job=job, finalized_by="ingest")
+    assert time_out(job, by="ingest")
     timed_out = job_state(job)
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -563,7 +568,7 @@ def test_a_batch_of_expired_jobs_is_finalized_together_skipping_the_others(
     let_deadline_pass(running)
     not_yet = enqueue()
     already = enqueue_expired()
-    assert services.finalize_expired(job=already, finalized_by="reaper")
+    assert time_out(already, by="reaper")
     asked = [*expired, running, not_yet, already]
 
     with django_capture_on_commit_callbacks(execute=True):
