@@ -31,6 +31,7 @@ from django.views.decorators.http import require_safe
 
 from accounts.services import scopes_of
 from adminui.access import requires_scope
+from adminui.guest_pages import guest_headers
 from adminui.views import start_of_today
 from galleries import selectors, services
 from galleries.models import Gallery, GalleryState
@@ -56,13 +57,6 @@ class PhotoTile:
     taken_at: datetime
 
 
-def _guest_headers(response: HttpResponse) -> HttpResponse:
-    response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
-    response["X-Robots-Tag"] = "noindex, nofollow"
-    return response
-
-
 def _page_number(request: HttpRequest) -> int:
     """?page=N; anything unusable shows the first page (guests get no error for a typo)."""
     try:
@@ -83,9 +77,9 @@ def public_gallery_page(request: HttpRequest, gallery_id: str) -> HttpResponse:
     try:
         gallery = services.public_gallery(gallery_id)
     except NotFound:
-        return _guest_headers(render(request, "adminui/gallery_not_found.html", status=404))
+        return guest_headers(render(request, "adminui/gallery_not_found.html", status=404))
     except Gone:
-        return _guest_headers(render(request, "adminui/gallery_expired.html", status=410))
+        return guest_headers(render(request, "adminui/gallery_expired.html", status=410))
     page = selectors.gallery_page(gallery, page=_page_number(request))
     tiles = [
         PhotoTile(
@@ -105,7 +99,7 @@ def public_gallery_page(request: HttpRequest, gallery_id: str) -> HttpResponse:
         "older_url": _page_link(gallery.id, page.page + 1) if page.has_next else "",
         "is_open": gallery.results_until is None or gallery.results_until > timezone.now(),
     }
-    return _guest_headers(render(request, "adminui/gallery.html", context))
+    return guest_headers(render(request, "adminui/gallery.html", context))
 
 
 # --- the operators' page -------------------------------------------------------------------------

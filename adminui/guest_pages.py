@@ -61,7 +61,8 @@ def guest_result(job_id: uuid.UUID, *, now: datetime | None = None) -> GuestResu
     return GuestResult(Availability.AVAILABLE, job_id, expires_at, job.result_mime)
 
 
-def _private(response: HttpResponse) -> HttpResponse:
+def guest_headers(response: HttpResponse) -> HttpResponse:
+    """What every public guest page sends: never cached, never indexed, no Referer onwards."""
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
     response["X-Robots-Tag"] = "noindex, nofollow"
@@ -73,9 +74,9 @@ def guest_result_page(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     """The guest's photo: preview, download, expiry and a QR code of this page."""
     result = guest_result(job_id)
     if result.availability is Availability.NOT_FOUND:
-        return _private(render(request, "adminui/guest_not_found.html", status=404))
+        return guest_headers(render(request, "adminui/guest_not_found.html", status=404))
     if result.availability is Availability.EXPIRED:
-        return _private(render(request, "adminui/guest_expired.html", status=410))
+        return guest_headers(render(request, "adminui/guest_expired.html", status=410))
     context = {
         "expires_at": result.expires_at,
         # Same origin as this page: shown and downloaded from where the guest already is.
@@ -84,7 +85,7 @@ def guest_result_page(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         "qr_url": reverse("guest-result-qr", kwargs={"job_id": job_id}),
         "page_url": guest_result_url(job_id),
     }
-    return _private(render(request, "adminui/guest_result.html", context))
+    return guest_headers(render(request, "adminui/guest_result.html", context))
 
 
 @require_safe
@@ -106,7 +107,7 @@ def guest_result_qr(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         # A document of ours only: nothing in it may load or run anything.
         response["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
     response["X-Content-Type-Options"] = "nosniff"
-    return _private(response)
+    return guest_headers(response)
 
 
 urlpatterns = [

@@ -12,7 +12,6 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db import transaction
 from django.http import HttpRequest
@@ -23,6 +22,7 @@ from accounts.models import AuditEvent
 from accounts.services import audit
 from galleries.models import Gallery
 from ingest.models import Slot
+from ingest.selectors import SLOT_ID_MAX_LENGTH, plausible_slot_id
 from photobooth.errors import Gone, NotFound, Unprocessable
 from photobooth.links import public_url
 
@@ -33,7 +33,6 @@ GALLERY_MAX_LIFETIME = timedelta(days=7)
 MIN_LIFETIME_HOURS = int(GALLERY_MIN_LIFETIME / timedelta(hours=1))
 MAX_LIFETIME_HOURS = int(GALLERY_MAX_LIFETIME / timedelta(hours=1))
 TITLE_MAX_LENGTH = 100
-_SLOT_ID_MAX_LENGTH = 32
 
 FieldErrors = dict[str, list[str]]
 
@@ -49,12 +48,6 @@ def _unstorable(text: str) -> bool:
     return any(unicodedata.category(char) in ("Cc", "Cs") for char in text)
 
 
-def _plausible_slot_id(value: Any) -> bool:
-    return (
-        isinstance(value, str) and 0 < len(value) <= _SLOT_ID_MAX_LENGTH and not _unstorable(value)
-    )
-
-
 def _title_errors(title: str) -> list[str]:
     if not title:
         return ["Give the gallery a title."]
@@ -66,11 +59,11 @@ def _title_errors(title: str) -> list[str]:
 
 
 def _slot_errors(slot_ids: Sequence[str]) -> list[str]:
-    plausible = [slot_id for slot_id in slot_ids if _plausible_slot_id(slot_id)]
+    plausible = [slot_id for slot_id in slot_ids if plausible_slot_id(slot_id)]
     known = set(Slot.objects.filter(id__in=plausible).values_list("id", flat=True))
     unknown = [str(slot_id) for slot_id in slot_ids if slot_id not in known]
     if unknown:
-        shown = ", ".join(slot_id[:_SLOT_ID_MAX_LENGTH] for slot_id in unknown[:5])
+        shown = ", ".join(slot_id[:SLOT_ID_MAX_LENGTH] for slot_id in unknown[:5])
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         return [f"Unknown slot{'s' if len(unknown) > 1 else ''}: {shown}{more}."]
     return []

@@ -10,6 +10,7 @@ the API and the dashboard.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from providers.registry import all_providers
 # How many of a slot's latest results its detail page shows.
 RECENT_RESULTS_LIMIT = 10
 # Longest slot id the database holds (Slot.id's max_length).
-_SLOT_ID_MAX_LENGTH = 32
+SLOT_ID_MAX_LENGTH = 32
 
 
 # --- lists ---------------------------------------------------------------------------------------
@@ -73,9 +74,14 @@ def slot_list(filters: SlotFilters) -> QuerySet[Slot]:
     return slots.order_by("id")
 
 
-def _plausible_slot_id(slot_id: str) -> bool:
-    # Ids that cannot exist are answered without asking the database (PostgreSQL refuses NUL).
-    return 0 < len(slot_id) <= _SLOT_ID_MAX_LENGTH and "\x00" not in slot_id
+def plausible_slot_id(value: object) -> bool:
+    """Whether `value` could be a slot id at all. Ids that cannot exist are answered without
+    asking the database (PostgreSQL refuses NUL; lone surrogates cannot even be encoded)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= SLOT_ID_MAX_LENGTH
+        and not any(unicodedata.category(char) in ("Cc", "Cs") for char in value)
+    )
 
 
 def _slot_not_found(slot_id: str) -> NotFound:
@@ -84,7 +90,7 @@ def _slot_not_found(slot_id: str) -> NotFound:
 
 def get_slot(slot_id: str) -> Slot:
     """The slot with this id, or NotFound (404 `slot_not_found`)."""
-    slot = Slot.objects.filter(id=slot_id).first() if _plausible_slot_id(slot_id) else None
+    slot = Slot.objects.filter(id=slot_id).first() if plausible_slot_id(slot_id) else None
     if slot is None:
         raise _slot_not_found(slot_id)
     return slot
@@ -228,7 +234,7 @@ def update_slot_if_current(
     with transaction.atomic():
         slot = (
             Slot.objects.select_for_update().filter(id=slot_id).first()
-            if _plausible_slot_id(slot_id)
+            if plausible_slot_id(slot_id)
             else None
         )
         if slot is None:
@@ -265,7 +271,7 @@ def reset_slot_stats(*, slot_id: str, actor: str, request: HttpRequest | None = 
         now = timezone.now()
         changed = (
             Slot.objects.filter(id=slot_id).update(last_reset_at=now)
-            if _plausible_slot_id(slot_id)
+            if plausible_slot_id(slot_id)
             else 0
         )
         if not changed:

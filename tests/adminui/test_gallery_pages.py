@@ -18,6 +18,7 @@ from galleries.models import Gallery
 from ingest.models import Slot
 from jobqueue.models import Job
 from photobooth.qr import qr_svg
+from tests.adminui.test_guest_pages import assert_guest_headers
 from tests.adminui.test_pages import logged_in
 from tests.api.conftest import make_admin
 from tests.galleries.photos import (
@@ -66,13 +67,6 @@ def photo_links(page: str) -> list[str]:
 
 def thumbnails(page: str) -> list[str]:
     return re.findall(r'<img src="(/public/results/[0-9a-f-]{36}/thumbnail)"', page)
-
-
-def assert_guest_headers(response: Any) -> None:
-    assert response["Cache-Control"] == "no-store"
-    assert response["Referrer-Policy"] == "no-referrer"
-    assert response["X-Robots-Tag"] == "noindex, nofollow"
-    assert "script-src 'self'" in response["Content-Security-Policy"]
 
 
 def assert_no_admin_data(page: str, gallery: Gallery, jobs: list[Job]) -> None:

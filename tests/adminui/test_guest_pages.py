@@ -80,8 +80,11 @@ def page_of(job_id: uuid.UUID) -> Any:
 
 
 def assert_guest_headers(response: Any) -> None:
+    """Guest pages (a photo's, a gallery's): never cached, never indexed, no Referer onwards."""
     assert response["Cache-Control"] == "no-store"
     assert response["Referrer-Policy"] == "no-referrer"
+    assert response["X-Robots-Tag"] == "noindex, nofollow"
+    assert "script-src 'self'" in response["Content-Security-Policy"]
 
 
 def assert_no_admin_data(page: str, job: Job) -> None:
