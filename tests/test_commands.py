@@ -24,11 +24,12 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from ingest.models import IngestSettings
-from ingest.services import IngestUpload, accept_photo, check_ingest_password, update_slot
+from ingest.services import IngestUpload, accept_photo, check_ingest_password
 from jobqueue import files, services
 from jobqueue.models import FailureReason, Job, JobStatus, MediaObject
 from photobooth.errors import Unauthorized
 from tests.support.images import make_photo
+from tests.support.slots import configure_testing_slot
 from tests.support.stack import REPO_ROOT, free_port, process_environment, wait_until
 
 
@@ -366,14 +367,7 @@ def test_serve_stops_the_workers_and_fails_when_the_web_server_dies(serve: Serve
 def test_ctrl_c_in_a_terminal_lets_the_workers_finish_the_job_in_flight(
     serve: Serve, ingest_password: str
 ) -> None:
-    IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=20)
-    update_slot(
-        slot_id="slot-002",
-        provider_id="testing",
-        operation_id="sleep",
-        settings={"seconds": 1.5},
-        is_active=True,
-    )
+    configure_testing_slot("slot-002", settings={"seconds": 1.5}, sync_response_seconds=20)
     job = queue_photo(ingest_password, slot_id="slot-002")
     wait_until(
         lambda: Job.objects.filter(id=job.id, status=JobStatus.PROCESSING).exists(), timeout=10

@@ -32,6 +32,7 @@ from jobqueue.selectors import any_live_worker
 from photobooth.errors import TooManyRequests
 from tests.conftest import Stack
 from tests.support.images import make_photo
+from tests.support.slots import configure_testing_slot
 from tests.support.stack import (
     ManagedProcess,
     WebServer,
@@ -290,14 +291,7 @@ def burst_of_uploads(stack: SmallStack, slot_id: str, password: str) -> list[req
 def test_burst_beyond_the_slot_limit_gets_429s_and_every_accepted_photo_is_processed(
     small_stack: SmallStack, ingest_password: str, media_root: Path
 ) -> None:
-    IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=20)
-    update_slot(
-        slot_id="slot-002",
-        provider_id="testing",
-        operation_id="sleep",
-        settings={"seconds": 1},
-        is_active=True,
-    )
+    configure_testing_slot("slot-002", settings={"seconds": 1}, sync_response_seconds=20)
     responses = burst_of_uploads(small_stack, "slot-002", ingest_password)
 
     statuses = sorted(response.status_code for response in responses)
@@ -416,14 +410,8 @@ def test_a_one_at_a_time_slot_refuses_a_second_photo_until_the_first_is_finished
 def test_a_burst_at_a_one_at_a_time_slot_never_runs_two_of_its_jobs_at_once(
     small_stack: SmallStack, ingest_password: str, media_root: Path
 ) -> None:
-    IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=20)
-    update_slot(
-        slot_id="slot-002",
-        provider_id="testing",
-        operation_id="sleep",
-        settings={"seconds": 1},
-        is_active=True,
-        flags={"one_at_a_time": True},
+    configure_testing_slot(
+        "slot-002", settings={"seconds": 1}, sync_response_seconds=20, one_at_a_time=True
     )
     responses = burst_of_uploads(small_stack, "slot-002", ingest_password)
 

@@ -14,12 +14,12 @@ import requests
 from django.utils import timezone
 from PIL import ImageStat
 
-from ingest.models import IngestSettings
 from ingest.services import update_slot
 from jobqueue import files
 from jobqueue.models import FailureReason, Job, ProcessingLog
 from tests.conftest import Stack
 from tests.support.images import open_image
+from tests.support.slots import configure_testing_slot
 from tests.support.stack import all_at_once, wait_until
 
 DSLR_FIELDS = {
@@ -107,14 +107,7 @@ def _files_under(kind: str) -> list[str]:
 def test_slow_provider_gets_504_at_the_deadline_and_nothing_is_left(
     stack: Stack, ingest_password: str, photo_jpeg: bytes
 ) -> None:
-    IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=2)
-    update_slot(
-        slot_id="slot-002",
-        provider_id="testing",
-        operation_id="sleep",
-        settings={"seconds": 30},
-        is_active=True,
-    )
+    configure_testing_slot("slot-002", settings={"seconds": 30}, sync_response_seconds=2)
     started = time.monotonic()
     response = post_photo(stack, "slot-002", photo_jpeg, ingest_password)
     elapsed = time.monotonic() - started
@@ -139,14 +132,7 @@ def test_slow_provider_gets_504_at_the_deadline_and_nothing_is_left(
 def test_a_burst_reaching_the_deadline_together_is_answered_504_each_job_timed_out_once(
     stack: Stack, ingest_password: str, photo_jpeg: bytes
 ) -> None:
-    IngestSettings.objects.filter(id=1).update(sync_response_timeout_sec=2)
-    update_slot(
-        slot_id="slot-002",
-        provider_id="testing",
-        operation_id="sleep",
-        settings={"seconds": 30},
-        is_active=True,
-    )
+    configure_testing_slot("slot-002", settings={"seconds": 30}, sync_response_seconds=2)
     booths = 12
 
     def booth(number: int) -> requests.Response:
